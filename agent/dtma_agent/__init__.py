@@ -1,0 +1,3 @@
+"""DTMA agent: the read side of a toolbox."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,10 @@
+"""`dtma-console`: one command line for the console, its sandbox and its runs."""
+
+from __future__ import annotations
+
+import typer
+
+from sandbox.cli import app as sandbox_app
+
+app = typer.Typer(help="DTMA console: manage DTMA toolboxes on DigitalOcean.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
