@@ -87,10 +87,8 @@ class Emulator:
         base_url: str, query: dict[str, list[str]], page: int, last: int, per_page: int
     ) -> dict[str, str]:
         def link(number: int) -> str:
-            params = {k: v[0] for k, v in query.items()} | {
-                "page": str(number),
-                "per_page": str(per_page),
-            }
+            params = {"page": str(number), "per_page": str(per_page)}
+            params |= {k: v[0] for k, v in query.items() if k not in params}
             return f"{base_url}/v2/droplets?{urlencode(params)}"
 
         links: dict[str, str] = {}

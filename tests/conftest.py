@@ -1,0 +1,46 @@
+"""Session-wide fixtures: the real sandbox fleet, brought up once per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import fleet
+from sandbox.config import PROJECT_ROOT, SandboxConfig
+
+SANDBOX_DROPLETS = int(os.environ.get("DTMA_TEST_DROPLETS", "3"))
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def sandbox_config() -> SandboxConfig:
+    return SandboxConfig.from_env()
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_config: SandboxConfig) -> Iterator[fleet.SandboxInfo]:
+    """toolbox-1..3 up and answering SSH; torn down at the end only if this session made it."""
+    was_running = fleet.status(sandbox_config)["emulator"]["running"]
+    info = fleet.up(sandbox_config, SANDBOX_DROPLETS)
+    yield info
+    if not was_running and not os.environ.get("DTMA_KEEP_SANDBOX"):
+        fleet.down(sandbox_config)
+
+
+@pytest.fixture(scope="session")
+def ansible_env(sandbox_config: SandboxConfig) -> dict[str, str]:
+    """Environment for ansible commands run by tests: the project's ansible.cfg, quiet."""
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        "DTMA_SANDBOX_DIR": str(sandbox_config.state_dir),
+    }
