@@ -36,6 +36,15 @@ class SandboxConfig:
             prefix=os.environ.get("DTMA_SANDBOX_PREFIX", ""),
         )
 
+    def environment(self) -> dict[str, str]:
+        """The variables that make another process see this same sandbox."""
+        return {
+            "DTMA_SANDBOX_DIR": str(self.state_dir),
+            "DTMA_SANDBOX_NET": self.net,
+            "DTMA_SANDBOX_API_PORT": str(self.api_port),
+            "DTMA_SANDBOX_PREFIX": self.prefix,
+        }
+
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/v2"

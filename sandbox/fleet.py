@@ -150,7 +150,7 @@ def _start_emulator(config: SandboxConfig, client: EmulatorClient, droplet_image
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox.emulator", droplet_image],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "DTMA_SANDBOX_DIR": str(config.state_dir)},
+        env={**os.environ, **config.environment()},
         stdout=log,
         stderr=log,
         start_new_session=True,

@@ -28,7 +28,12 @@ def _hosts(inventory: Path, env: dict[str, str]) -> dict[str, str]:
     listed = _inventory(inventory, env)
     assert listed.returncode == 0, listed.stderr
     hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
-    return {name: hostvars[name]["ansible_host"] for name in hostvars}
+    hosts = {}
+    for name, variables in hostvars.items():
+        address = variables["ansible_host"]
+        # Composed variables come out of ansible-inventory wrapped as unsafe text.
+        hosts[name] = address["__ansible_unsafe"] if isinstance(address, dict) else address
+    return hosts
 
 
 def _variant(sandbox: fleet.SandboxInfo, tmp_path: Path, **overrides: object) -> Path:
@@ -41,11 +46,11 @@ def _variant(sandbox: fleet.SandboxInfo, tmp_path: Path, **overrides: object) ->
 
 
 def test_inventory_lists_exactly_the_tagged_droplets(
-    sandbox: fleet.SandboxInfo, ansible_env: dict[str, str]
+    sandbox: fleet.SandboxInfo, sandbox_config: SandboxConfig, ansible_env: dict[str, str]
 ) -> None:
     hosts = _hosts(sandbox.inventory, ansible_env)
     for number in (1, 2, 3):
-        assert hosts[f"toolbox-{number}"] == f"{sandbox.droplet('toolbox-1').address[:-2]}.{number}"
+        assert hosts[f"toolbox-{number}"] == f"{sandbox_config.net}.{number}"
     expected = {d.name: d.address for d in sandbox.droplets}
     assert hosts == expected
 
@@ -77,7 +82,7 @@ def test_ansible_ping_answers_from_every_droplet(
     assert pinged.returncode == 0, pinged.stdout + pinged.stderr
     for droplet in sandbox.droplets:
         assert f"{droplet.name} | SUCCESS" in pinged.stdout
-    assert pinged.stdout.count('"ping": "pong"') == len(sandbox.droplets)
+    assert pinged.stdout.count("ping: pong") == len(sandbox.droplets)
 
 
 def test_droplets_look_like_docker_droplets(sandbox: fleet.SandboxInfo) -> None:
@@ -131,7 +136,6 @@ def test_sandbox_up_twice_creates_no_duplicates(
 
 def test_down_leaves_no_container_or_emulator_behind(tmp_path: Path) -> None:
     """An isolated one-droplet sandbox of its own, so the shared fleet stays up."""
-    env_backup = dict(os.environ)
     config = SandboxConfig(
         state_dir=tmp_path / "sb", net="127.0.18", api_port=8098, prefix="downtest-"
     )
@@ -148,5 +152,3 @@ def test_down_leaves_no_container_or_emulator_behind(tmp_path: Path) -> None:
         assert not droplets.sshd_answers("127.0.18.1")
     finally:
         fleet.down(config)
-        os.environ.clear()
-        os.environ.update(env_backup)

@@ -1,0 +1,39 @@
+# DTMA console — the two commands: `make demo` and `make test`. Both set the machine up first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap image demo test lint unit pytest molecule bench clean down
+
+bootstrap: ## Debian packages, uv, .venv, a running dockerd (idempotent)
+	@bash scripts/bootstrap.sh
+
+image: bootstrap ## The droplet image, built only when its recipe changed
+	@$(BIN)/python -m sandbox.image
+
+demo: image ## Sandbox fleet + console, and how to log in
+	@bash scripts/demo.sh
+
+test: image lint pytest molecule ## The whole suite, as CI runs it
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline -q roles playbooks
+
+pytest: bootstrap
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+molecule: bootstrap
+	@bash scripts/molecule.sh
+
+bench: image ## Side-by-side benchmarks on the sandbox (ratios)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+down: ## Stop the sandbox fleet and its emulator
+	$(BIN)/dtma-console sandbox down
+
+clean: down
+	rm -rf .data .sandbox
