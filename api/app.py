@@ -1,0 +1,42 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import __version__, migrate
+from api.context import Context
+from api.errors import install_error_handlers
+from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from api.routes import health, toolboxes
+from api.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    context = Context.build(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        migrate.upgrade(context.engine)
+        try:
+            yield
+        finally:
+            context.engine.dispose()
+
+    app = FastAPI(
+        title="DTMA console",
+        version=__version__,
+        description="Manage DTMA toolboxes: real lifecycle actions through Ansible, real "
+        "state through the DTMA agent.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (health, toolboxes):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,80 @@
+"""Console commands for `dtma-console` (wired into the top-level app by api/cli.py):
+`serve`, `token create`, `sync`."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from api import migrate
+from api.context import Context
+from api.db import session_scope
+from api.errors import ApiError
+from api.log import configure_logging
+from api.services import toolboxes, users
+from api.services.digitalocean import list_tagged_droplets
+from api.settings import Settings
+
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+
+
+def _context() -> Context:
+    context = Context.build(Settings())
+    migrate.upgrade(context.engine)
+    return context
+
+
+def _fail(error: ApiError) -> typer.Exit:
+    typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on (default DTMA_HOST)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default DTMA_PORT)."),
+) -> None:
+    """Run the console's HTTP service (migrates the database first)."""
+    from api.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@token_app.command("create")
+def token_create(
+    user: str = typer.Option(..., "--user", help="User name (created when missing)."),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
+) -> None:
+    """Create an API token; it is printed once and only its hash is stored."""
+    context = _context()
+    try:
+        with session_scope(context.sessions) as session:
+            account, token = users.create_token(session, user, admin=admin)
+            role = "admin" if account.is_admin else "user"
+    except ApiError as error:
+        raise _fail(error) from error
+    typer.echo(f"token for {user} ({role}), shown once:", err=True)
+    typer.echo(token)
+
+
+def sync() -> None:
+    """Import the tagged droplets from the DigitalOcean API into the database."""
+    context = _context()
+    try:
+        droplets = list_tagged_droplets(context.settings)
+        with session_scope(context.sessions) as session:
+            report = toolboxes.import_droplets(session, droplets)
+    except ApiError as error:
+        raise _fail(error) from error
+    typer.echo(f"sync: {report.summary()}")
+    for name in report.created:
+        typer.echo(f"created\t{name}")
+    for name in report.removed:
+        typer.echo(f"removed\t{name}")

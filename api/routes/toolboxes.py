@@ -1,0 +1,64 @@
+"""/api/v1/toolboxes: import from DigitalOcean, list, detail, ownership."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
+from api.schemas.toolboxes import SyncReport, ToolboxDetail, ToolboxOut, ToolboxPatch
+from api.services import audit, toolboxes
+from api.services.digitalocean import list_tagged_droplets
+
+router = APIRouter(prefix="/api/v1/toolboxes", tags=["toolboxes"])
+
+
+@router.get("", response_model=list[ToolboxOut])
+def list_toolboxes(
+    user: UserDep,
+    session: SessionDep,
+    include_removed: Annotated[bool, Query(description="Also list vanished droplets")] = False,
+) -> list[ToolboxOut]:
+    """Toolboxes the caller owns (every toolbox for an admin)."""
+    found = toolboxes.list_toolboxes(session, user, include_removed=include_removed)
+    return [ToolboxOut.model_validate(t) for t in found]
+
+
+@router.post("/sync", response_model=SyncReport)
+def sync_toolboxes(user: AdminDep, context: ContextDep, session: SessionDep) -> SyncReport:
+    """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (admin only)."""
+    with audit.audited(session, user=user, action="toolboxes.sync") as entry:
+        report = toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
+        entry.detail = report.summary()
+    session.commit()
+    listed = toolboxes.list_toolboxes(session, user, include_removed=False)
+    return SyncReport(
+        created=report.created,
+        updated=report.updated,
+        removed=report.removed,
+        toolboxes=[ToolboxOut.model_validate(t) for t in listed],
+    )
+
+
+@router.get("/{toolbox_id}", response_model=ToolboxDetail)
+def get_toolbox(toolbox: ToolboxDep) -> ToolboxDetail:
+    """One toolbox with its tool instances and the last state read from it."""
+    return ToolboxDetail.model_validate(toolbox)
+
+
+@router.patch("/{toolbox_id}", response_model=ToolboxOut)
+def update_toolbox(
+    body: ToolboxPatch, toolbox: ToolboxDep, user: AdminDep, session: SessionDep
+) -> ToolboxOut:
+    """Change a toolbox's owner (admin only)."""
+    with audit.audited(
+        session,
+        user=user,
+        action="toolbox.update",
+        toolbox_id=toolbox.id,
+        parameters={"owner": body.owner},
+    ):
+        toolboxes.assign_owner(session, toolbox, body.owner)
+    session.commit()
+    return ToolboxOut.model_validate(toolbox)

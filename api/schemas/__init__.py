@@ -1,0 +1,1 @@
+"""API request and response shapes (pydantic), one module per resource."""

@@ -1,0 +1,149 @@
+"""Authentication and ownership: tokens, JWTs, owners, admins."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import jwt
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import hash_token
+from api.models import ApiToken, Toolbox, User
+from api.secret_box import seal
+
+SECRET = "test-jwt-secret-0123456789abcdef"
+
+
+def jwt_for(subject: str, *, expires_in: int = 300, secret: str = SECRET) -> str:
+    claims = {"sub": subject, "exp": int(time.time()) + expires_in, "role": "authenticated"}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@pytest.fixture
+def alices_toolbox(db: Session, alice: dict[str, str]) -> str:
+    toolbox = Toolbox(
+        droplet_id=101,
+        name="toolbox-a",
+        owner_id=alice["id"],
+        agent_token_ciphertext=seal("agent-token"),
+    )
+    db.add(toolbox)
+    db.commit()
+    return toolbox.id
+
+
+def test_api_tokens_are_stored_only_as_hashes(db: Session, alice: dict[str, str]) -> None:
+    rows = list(db.scalars(select(ApiToken).where(ApiToken.user_id == alice["id"])))
+    assert [row.token_hash for row in rows] == [hash_token(alice["token"])]
+    assert all(alice["token"] not in row.token_hash for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "message"),
+    [
+        (None, "missing bearer token"),
+        ("Bearer", "expected 'Authorization: Bearer <token>'"),
+        ("Basic YWxpY2U6eA==", "expected 'Authorization: Bearer <token>'"),
+        ("Bearer dtma_not-a-real-token", "invalid API token"),
+        ("Bearer a.b.c", "invalid token"),
+    ],
+)
+def test_missing_or_bad_credentials_get_401(
+    client: httpx.Client, authorization: str | None, message: str
+) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = client.get("/api/v1/toolboxes", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert message in response.json()["error"]["message"]
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_expired_and_forged_jwts_get_401(client: httpx.Client, alice: dict[str, str]) -> None:
+    expired = client.get(
+        "/api/v1/toolboxes",
+        headers={"Authorization": f"Bearer {jwt_for(alice['id'], expires_in=-5)}"},
+    )
+    assert expired.status_code == 401
+    assert expired.json()["error"]["message"] == "token expired"
+    forged = jwt_for(alice["id"], secret="another-secret-0123456789abcdef0")
+    response = client.get("/api/v1/toolboxes", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert "Signature verification failed" in response.json()["error"]["message"]
+    no_exp = jwt.encode({"sub": alice["id"]}, SECRET, algorithm="HS256")
+    response = client.get("/api/v1/toolboxes", headers={"Authorization": f"Bearer {no_exp}"})
+    assert response.status_code == 401
+    assert "exp" in response.json()["error"]["message"]
+
+
+def test_owner_sees_own_toolbox_with_token_and_jwt(
+    client: httpx.Client, alice: dict[str, str], alices_toolbox: str
+) -> None:
+    for auth in (alice["auth"], f"Bearer {jwt_for(alice['id'])}"):
+        listed = client.get("/api/v1/toolboxes", headers={"Authorization": auth})
+        assert [t["id"] for t in listed.json()] == [alices_toolbox]
+        detail = client.get(f"/api/v1/toolboxes/{alices_toolbox}", headers={"Authorization": auth})
+        assert detail.status_code == 200
+        assert detail.json()["name"] == "toolbox-a"
+        assert "agent-token" not in detail.text and "agent_token" not in detail.text
+
+
+def test_other_users_get_404_and_admins_see_everything(
+    client: httpx.Client,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    admin: dict[str, str],
+    alices_toolbox: str,
+) -> None:
+    as_bob = {"Authorization": bob["auth"]}
+    assert client.get("/api/v1/toolboxes", headers=as_bob).json() == []
+    response = client.get(f"/api/v1/toolboxes/{alices_toolbox}", headers=as_bob)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "toolbox_not_found"
+    as_admin = {"Authorization": admin["auth"]}
+    assert [t["id"] for t in client.get("/api/v1/toolboxes", headers=as_admin).json()] == [
+        alices_toolbox
+    ]
+    assert client.get(f"/api/v1/toolboxes/{alices_toolbox}", headers=as_admin).status_code == 200
+
+
+def test_non_admins_get_403_on_admin_routes(
+    client: httpx.Client,
+    db: Session,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    admin: dict[str, str],
+    alices_toolbox: str,
+) -> None:
+    as_alice = {"Authorization": alice["auth"]}
+    response = client.post("/api/v1/toolboxes/sync", headers=as_alice)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden"
+    response = client.patch(
+        f"/api/v1/toolboxes/{alices_toolbox}", headers=as_alice, json={"owner": "bob"}
+    )
+    assert response.status_code == 403
+    db.expire_all()
+    assert db.get(Toolbox, alices_toolbox).owner_id == alice["id"]  # type: ignore[union-attr]
+    response = client.patch(
+        f"/api/v1/toolboxes/{alices_toolbox}",
+        headers={"Authorization": admin["auth"]},
+        json={"owner": "bob"},
+    )
+    assert response.status_code == 200
+    assert response.json()["owner_id"] == bob["id"]
+    assert client.get(f"/api/v1/toolboxes/{alices_toolbox}", headers=as_alice).status_code == 404
+
+
+def test_a_jwt_for_an_unknown_subject_provisions_a_regular_user(
+    client: httpx.Client, db: Session, alices_toolbox: str
+) -> None:
+    subject = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    auth = {"Authorization": f"Bearer {jwt_for(subject)}"}
+    assert client.get("/api/v1/toolboxes", headers=auth).json() == []
+    user = db.get(User, subject)
+    assert user is not None and not user.is_admin
+    assert client.get(f"/api/v1/toolboxes/{alices_toolbox}", headers=auth).status_code == 404
