@@ -64,7 +64,15 @@ def install_authorized_keys(container: str, keys: list[str]) -> None:
         stdin=content,
     )  # fmt: skip
     if written.returncode != 0:
-        raise DropletError(f"could not install SSH keys in {container}: {written.stderr.strip()}")
+        state = container_state(container)
+        hint = (
+            ""
+            if state == "running"
+            else f" (the container is {state}; see `docker logs {container}`)"
+        )
+        raise DropletError(
+            f"could not install SSH keys in {container}: {written.stderr.strip()}{hint}"
+        )
 
 
 def container_state(container: str) -> str:

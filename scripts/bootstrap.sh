@@ -24,6 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Every droplet container runs systemd and dockerd, each holding inotify instances; the
+# kernel's default of 128 per user stops the fleet at a dozen droplets (systemd exits 255).
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 4096 ]; then
+    is_root || die "fs.inotify.max_user_instances is too low for the sandbox: run 'sudo sysctl -w fs.inotify.max_user_instances=8192'."
+    sysctl -q -w fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288
+fi
+
 # uv: from PyPI into a private virtualenv when it is not on PATH.
 UV=$(command -v uv || true)
 if [ -z "$UV" ]; then
