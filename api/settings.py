@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     ssh_probe_timeout: float = Field(default=10.0, gt=0, le=120)
     dtma_version: str | None = None
 
+    # Web console (api/web): browser sessions and page refresh
+    web_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    web_cookie_secure: bool = False  # set true when the console is served over HTTPS
+    web_refresh_seconds: int = Field(default=10, ge=2, le=3600)
+
     @property
     def sqlite_path(self) -> Path | None:
         """The database file when the URL names an on-disk SQLite database."""
