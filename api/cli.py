@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from api import commands
 from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(help="DTMA console: manage DTMA toolboxes on DigitalOcean.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(commands.token_app, name="token")
+app.command("serve")(commands.serve)
+app.command("sync")(commands.sync)
