@@ -53,6 +53,31 @@ class Settings(BaseSettings):
     web_cookie_secure: bool = False  # set true when the console is served over HTTPS
     web_refresh_seconds: int = Field(default=10, ge=2, le=3600)
 
+    # Monitoring (api/monitoring): status sync, checks, alerts, webhooks, recovery.
+    # Seconds between two monitoring cycles in the service; 0 switches the loop off.
+    monitor_interval: float = Field(default=30.0, ge=0, le=86_400)
+    monitor_jitter: float = Field(default=0.2, ge=0, le=1)  # +/- fraction of the interval
+    sync_concurrency: int = Field(default=100, ge=1, le=2000)  # agents read at once
+    sync_ssh_concurrency: int = Field(default=8, ge=1, le=256)  # SSH fallbacks at once
+    sync_batch_size: int = Field(default=250, ge=1, le=10_000)  # toolboxes per transaction
+    # Defaults for every toolbox; each one can override them (monitoring settings route).
+    monitor_cpu_threshold: float = Field(default=90.0, gt=0, le=100)
+    monitor_memory_threshold: float = Field(default=90.0, gt=0, le=100)
+    monitor_disk_threshold: float = Field(default=90.0, gt=0, le=100)
+    monitor_agent_down_checks: int = Field(default=2, ge=1, le=100)
+    monitor_threshold_checks: int = Field(default=3, ge=1, le=100)
+    monitor_restart_loop_restarts: int = Field(default=3, ge=1, le=1000)
+    metrics_retention_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    recovery_enabled: bool = True
+    recovery_max_attempts: int = Field(default=3, ge=0, le=100)
+    recovery_window_seconds: int = Field(default=900, ge=1, le=7 * 86_400)
+    recovery_backoff_seconds: float = Field(default=30.0, ge=0, le=86_400)  # doubles each time
+    # Webhooks receiving alert events as JSON (Slack-compatible `text`): a JSON list of URLs.
+    alert_webhooks: list[SecretStr] = Field(default_factory=list)
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
+    webhook_attempts: int = Field(default=4, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)  # doubles each retry
+
     @property
     def sqlite_path(self) -> Path | None:
         """The database file when the URL names an on-disk SQLite database."""
