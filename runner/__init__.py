@@ -1,0 +1,30 @@
+"""Run the console's playbooks through ansible-runner; typed events in, ConsoleResult out.
+
+    from runner import RunRequest, run_playbook, start_run
+    result = run_playbook(RunRequest(playbook="tool_restart.yml", hosts=["toolbox-1"],
+                                     extravars={"tool_instance_name": "echo"}))
+
+This package is the only place that knows ansible-runner. See runner/README.md.
+"""
+
+from runner.catalog import PLAYBOOKS, PlaybookSpec
+from runner.errors import RequestError
+from runner.handle import RunHandle
+from runner.interface import run_playbook, start_run
+from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
+from runner.request import RunRequest
+
+__all__ = [
+    "PLAYBOOKS",
+    "ConsoleResult",
+    "HostCounts",
+    "PlaybookSpec",
+    "RequestError",
+    "RunEvent",
+    "RunHandle",
+    "RunRequest",
+    "RunStatus",
+    "TaskOutcome",
+    "run_playbook",
+    "start_run",
+]

@@ -1,0 +1,77 @@
+"""Finding and stopping the processes of one run.
+
+Every process of a run carries `DTMA_RUN_ID=<run id>` in its environment (set for
+ansible-playbook, inherited by its workers, ssh, ssh-agent). ansible-runner kills the
+process group on cancel/timeout, but ssh-agent and ssh ControlPersist masters start their
+own sessions, so they are found here by that marker instead.
+
+ControlPersist masters (`ssh: <control path> [mux]`) are long-lived and shared by later
+runs on purpose. After a run that finished they are kept; after a canceled or timed-out
+run, the masters that run started are stopped with it (the next run opens a new one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import psutil
+
+MARKER = "DTMA_RUN_ID"
+GRACE_SECONDS = 3.0
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Live processes marked with this run id (zombies are gone already, just unreaped)."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(MARKER) == run_id and _alive(process):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def is_control_master(process: psutil.Process) -> bool:
+    try:
+        title = " ".join(process.cmdline()).strip()
+    except psutil.Error:
+        return False
+    return title.startswith("ssh: ") and title.endswith("[mux]")
+
+
+def describe(process: psutil.Process) -> str:
+    try:
+        return f"{process.pid} {' '.join(process.cmdline())[:120]}"
+    except psutil.Error:
+        return str(process.pid)
+
+
+def stop_run_processes(run_id: str, *, keep_masters: bool) -> list[str]:
+    """Terminate, then kill, what is left of a run. Returns what survived (should be [])."""
+    targets = [p for p in run_processes(run_id) if not (keep_masters and is_control_master(p))]
+    for process in targets:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(targets, timeout=GRACE_SECONDS)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    _, alive = psutil.wait_procs(alive, timeout=GRACE_SECONDS)
+    deadline = time.monotonic() + GRACE_SECONDS
+    survivors = [p for p in alive if _alive(p)]
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)
+        survivors = [p for p in survivors if _alive(p)]
+    return [describe(p) for p in survivors]
