@@ -11,7 +11,8 @@ from api import __version__, migrate
 from api.context import Context
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from api.routes import health, toolboxes
+from api.routes import dtma, health, toolboxes
+from api.services.agent import AgentClient
 from api.settings import Settings
 
 
@@ -21,9 +22,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate.upgrade(context.engine)
+        context._agent = AgentClient(
+            port=context.settings.agent_port, timeout=context.settings.agent_timeout
+        )
         try:
             yield
         finally:
+            await context.agent.aclose()
             context.engine.dispose()
 
     app = FastAPI(
@@ -37,6 +42,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes):
+    for module in (health, toolboxes, dtma):
         app.include_router(module.router)
     return app

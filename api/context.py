@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory
+from api.services.credentials import CredentialSource, OperatorKeySource
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class Context:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    credentials: CredentialSource
     # Set during the app's lifespan (they need the running event loop).
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
@@ -29,7 +31,12 @@ class Context:
     @classmethod
     def build(cls, settings: Settings) -> Context:
         engine = make_engine(settings)
-        return cls(settings=settings, engine=engine, sessions=make_session_factory(engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            credentials=OperatorKeySource(settings),
+        )
 
     @property
     def agent(self) -> AgentClient:

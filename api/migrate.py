@@ -20,7 +20,8 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """To `revision`; by default every head (features add their own migration branches)."""
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -210,3 +212,13 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+def load_all_models() -> MetaData:
+    """Import every `models.py` of the api package (api/web/models.py, ...) so that
+    Base.metadata knows every table: what migrations and schema checks compare against."""
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("models.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        importlib.import_module(".".join(parts))
+    return Base.metadata

@@ -7,14 +7,14 @@ from alembic import context
 from sqlalchemy import Connection
 
 from api.db import make_engine
-from api.models import Base
+from api.models import load_all_models
 from api.settings import Settings
 
 
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=load_all_models(),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

@@ -8,7 +8,7 @@ from sqlalchemy import inspect, select
 
 from api import migrate
 from api.db import make_engine, session_scope
-from api.models import Base, RunEvent, Toolbox, User
+from api.models import RunEvent, Toolbox, User, load_all_models
 from api.secret_box import seal
 from api.settings import Settings
 
@@ -18,7 +18,7 @@ def test_migrations_create_exactly_the_models(database_url: str) -> None:
     migrate.upgrade(engine)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, load_all_models()) == []
     engine.dispose()
 
 

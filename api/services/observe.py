@@ -1,0 +1,178 @@
+"""The read path: ask the agent, fall back to an SSH probe, fall back to the last stored
+answer (marked stale). Every answer says its source and when it was observed, and the
+toolbox row is updated with what was learnt (status, version, last seen, last error)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from api.context import Context
+from api.errors import UpstreamError
+from api.models import Toolbox, utcnow
+from api.schemas.observations import Observation
+from api.secret_box import unseal
+from api.services import instances, probe
+from api.services.agent import AgentError
+from api.services.credentials import SshCredentials
+
+Kind = Literal["status", "system", "tools"]
+_AGENT_READS: dict[Kind, tuple[str, dict[str, Any] | None]] = {
+    "status": ("/status", None),
+    "system": ("/system", None),
+    "tools": ("/containers", {"managed": "true"}),
+}
+_PROBES: dict[Kind, Callable[[probe.SshTarget, float], dict[str, Any]]] = {
+    "status": probe.read_status,
+    "system": probe.read_system,
+    "tools": lambda target, timeout: probe.read_containers(target, timeout, managed=True),
+}
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Everything needed to read one toolbox, copied out of its row (no DB while waiting
+    on the network)."""
+
+    toolbox_id: str
+    name: str
+    address: str | None
+    agent_token: str
+    ssh: SshCredentials
+    last_state: dict[str, Any]
+
+    @classmethod
+    def of(cls, context: Context, toolbox: Toolbox) -> Reach:
+        return cls(
+            toolbox_id=toolbox.id,
+            name=toolbox.name,
+            address=toolbox.address,
+            agent_token=unseal(toolbox.agent_token_ciphertext),
+            ssh=context.credentials.for_toolbox(toolbox),
+            last_state=dict(toolbox.last_state or {}),
+        )
+
+    def ssh_target(self) -> probe.SshTarget:
+        assert self.address is not None
+        return probe.SshTarget(
+            name=self.name,
+            address=self.address,
+            private_key=self.ssh.private_key,
+            known_hosts=self.ssh.known_hosts,
+        )
+
+
+async def _fresh(
+    context: Context, reach: Reach, kind: Kind, errors: dict[str, str]
+) -> Observation | None:
+    if reach.address is None:
+        errors["agent"] = errors["ssh"] = "the droplet has no public IPv4 address"
+        return None
+    path, params = _AGENT_READS[kind]
+    try:
+        data = await context.agent.get_json(reach.address, reach.agent_token, path, params)
+        return Observation(
+            toolbox_id=reach.toolbox_id,
+            kind=kind,
+            source="agent",
+            observed_at=utcnow(),
+            stale=False,
+            data=data,
+        )
+    except AgentError as error:
+        errors["agent"] = error.reason
+    timeout = context.settings.ssh_probe_timeout
+    try:
+        with anyio.fail_after(timeout + 5):
+            data = await anyio.to_thread.run_sync(
+                _PROBES[kind], reach.ssh_target(), timeout, abandon_on_cancel=True
+            )
+        return Observation(
+            toolbox_id=reach.toolbox_id,
+            kind=kind,
+            source="ssh",
+            observed_at=utcnow(),
+            stale=False,
+            data=data,
+            errors=dict(errors),
+        )
+    except probe.ProbeError as error:
+        errors["ssh"] = str(error)
+    except TimeoutError:
+        errors["ssh"] = f"SSH probe of {reach.address} timed out after {timeout:g}s"
+    return None
+
+
+def _cached(reach: Reach, kind: Kind, errors: dict[str, str]) -> Observation | None:
+    cached = reach.last_state.get(kind)
+    if not cached:
+        return None
+    return Observation(
+        toolbox_id=reach.toolbox_id,
+        kind=kind,
+        source="cache",
+        observed_at=cached["observed_at"],
+        stale=True,
+        cached_from=cached["source"],
+        errors=errors,
+        data=cached["data"],
+    )
+
+
+def remember(
+    context: Context,
+    toolbox_id: str,
+    observation: Observation | None,
+    kind: Kind,
+    errors: dict[str, str],
+) -> None:
+    """Write what the read learnt about the toolbox into its row (and its tool instances)."""
+    with context.sessions.begin() as session:
+        toolbox = session.get(Toolbox, toolbox_id)
+        if toolbox is None:
+            return
+        fresh = observation is not None and observation.source != "cache"
+        if observation is not None and fresh:
+            toolbox.last_seen_at = observation.observed_at
+            state = dict(toolbox.last_state or {})
+            state[kind] = {
+                "source": observation.source,
+                "observed_at": observation.observed_at.isoformat(),
+                "data": observation.data,
+            }
+            toolbox.last_state = state
+            if kind == "status" and isinstance(observation.data, dict):
+                toolbox.agent_version = observation.data.get("version") or toolbox.agent_version
+            if kind == "tools":
+                instances.record_containers(
+                    session,
+                    toolbox,
+                    observation.data.get("containers", []),
+                    observation.observed_at,
+                )
+        if observation is not None and observation.source == "agent":
+            toolbox.status = "up"
+        elif fresh:
+            toolbox.status = "down"
+        else:
+            toolbox.status = "unreachable"
+        toolbox.last_error = "; ".join(f"{k}: {v}" for k, v in errors.items()) or None
+
+
+async def read(context: Context, reach: Reach, kind: Kind) -> Observation:
+    errors: dict[str, str] = {}
+    observation = await _fresh(context, reach, kind, errors)
+    if observation is None:
+        observation = _cached(reach, kind, errors)
+    await run_in_threadpool(remember, context, reach.toolbox_id, observation, kind, errors)
+    if observation is None:
+        reasons = "; ".join(f"{source}: {reason}" for source, reason in errors.items())
+        raise UpstreamError(
+            f"toolbox '{reach.name}' did not answer and nothing is stored yet ({reasons})",
+            code="toolbox_unreachable",
+        )
+    return observation
