@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     ssh_probe_timeout: float = Field(default=10.0, gt=0, le=120)
     dtma_version: str | None = None
 
+    # Key vault (api/vault): master key(s) sealing secrets at rest, comma-separated while
+    # rotating (the first seals, all unseal). Without DTMA_MASTER_KEY the demo generates
+    # master_key_file (mode 0600) and says so.
+    master_key: SecretStr | None = None
+    master_key_file: Path = Path(".data/master.key")
+    # Bootstrap: remove the key a droplet was created with (ssh_key_file) from root's
+    # authorized_keys once the toolbox's own key is proven to work.
+    ssh_revoke_bootstrap_key: bool = False
+    # Seconds ssh-keyscan waits for a droplet when its host key is first recorded.
+    ssh_keyscan_timeout: int = Field(default=5, ge=1, le=60)
+
     # Web console (api/web): browser sessions and page refresh
     web_session_hours: int = Field(default=12, ge=1, le=24 * 30)
     web_cookie_secure: bool = False  # set true when the console is served over HTTPS
