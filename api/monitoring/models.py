@@ -79,8 +79,8 @@ class CheckState(Base):
     message: Mapped[str | None] = mapped_column(Text)
     # What the check remembers between cycles (e.g. restart counts seen).
     memory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # When the check entered its current state.
     since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Alert(Base):

@@ -77,7 +77,6 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("memory", sa.JSON(), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
         _toolbox_fk("check_states"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_check_states")),
         sa.UniqueConstraint("toolbox_id", "check", name=op.f("uq_check_states_toolbox_id")),
