@@ -6,7 +6,8 @@ CPython 3.11, manylinux) and installs from it with `pip install --no-index`.
 
     python agent/build_wheelhouse.py [--source agent/] [--out .wheelhouse/]
 
-prints the release's wheelhouse directory, `<out>/<version>/`. The directory appears only
+prints the release's wheelhouse directory, `<out>/<version>/`: the wheels, and the same
+wheels as one `wheelhouse.tar` for shipping. The directory appears only
 when complete (built aside, then renamed), so "it exists" means "it is usable", and an
 existing one is reused. Dependency versions are pinned to the repository's `uv.lock`, so
 droplets run what the test suite ran. Only the standard library is needed: pip comes from
@@ -22,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import venv
@@ -30,6 +32,8 @@ from pathlib import Path
 
 AGENT_DIR = Path(__file__).resolve().parent
 PACKAGE = "dtma-agent"
+# The wheels again as one file: copying one archive to a droplet is far faster than many files.
+ARCHIVE = "wheelhouse.tar"
 VERSION_PATTERN = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 # Oldest glibc first; bookworm's glibc 2.36 runs all of them.
 MANYLINUX_TAGS = ("manylinux2014", "manylinux_2_17", "manylinux_2_28", "manylinux_2_34")
@@ -122,6 +126,9 @@ def build(
             download += ["--constraint", str(constraints)]
         run([*download, str(agent_wheels[0])])
         (staging / "constraints.txt").unlink(missing_ok=True)
+        with tarfile.open(staging / ARCHIVE, "w") as archive:
+            for wheel in sorted(staging.glob("*.whl")):
+                archive.add(wheel, arcname=wheel.name)
         staging.chmod(0o755)
         if force and target.exists():
             shutil.rmtree(target)
