@@ -123,6 +123,7 @@ class EventNormaliser:
         self.run_id = run_id
         self._redact = redact
         self._seq = 0
+        self._changed_items: set[tuple[str, str]] = set()
 
     def make(
         self,
@@ -146,6 +147,18 @@ class EventNormaliser:
             data=redact(dict(data or {})),
         )
 
+    def _censored_changed(self, raw: Mapping[str, Any], kind: str) -> bool:
+        """Whether a no_log result changed something: ansible-runner drops the flag from
+        the result but its display line still says `changed:` (for a loop, its items do)."""
+        event_data = raw.get("event_data") or {}
+        key = (str(event_data.get("host")), str(event_data.get("task_uuid")))
+        changed = strip_ansi(str(raw.get("stdout") or "")).lstrip().startswith("changed:")
+        if kind == "runner_item_on_ok":
+            if changed:
+                self._changed_items.add(key)
+            return changed
+        return changed or key in self._changed_items
+
     def normalise(self, raw: Mapping[str, Any]) -> RunEvent | None:
         """The RunEvent for one raw ansible-runner event, or None when it carries nothing."""
         kind = raw.get("event")
@@ -155,6 +168,8 @@ class EventNormaliser:
         build = self.make
         if kind == "runner_on_ok" or kind in _TASK_END:
             data = result_data(event_data)
+            if data.get("censored") and kind in ("runner_on_ok", "runner_item_on_ok"):
+                data["changed"] = self._censored_changed(raw, kind)
             if kind == "runner_on_ok":
                 type_ = "task_changed" if data.get("changed") else "task_ok"
             else:

@@ -129,10 +129,18 @@ class ResultBuilder:
         self.tasks.append(TaskOutcome(host=host, task=task, status=status, msg=msg))  # type: ignore[arg-type]
         stats = data.get("set_stats")
         if isinstance(stats, Mapping):
-            per_host = stats["per_host"]
-            target = self.per_host_data.setdefault(host, {}) if per_host else self.global_data
-            for key, value in stats["data"].items():
-                target[key] = _merge(target.get(key), value, stats["aggregate"])
+            self._published(host, stats)
+
+    def _published(self, host: str, stats: Mapping[str, Any]) -> None:
+        """set_stats of one host: merged like ansible does, and attributed to that host."""
+        aggregate = stats["aggregate"]
+        own = self.per_host_data.setdefault(host, {})
+        for key, value in stats["data"].items():
+            if not stats["per_host"]:
+                self.global_data[key] = _merge(self.global_data.get(key), value, aggregate)
+            if isinstance(value, Mapping) and list(value) == [host]:
+                value = value[host]  # a role that keys its result by inventory_hostname
+            own[key] = _merge(own.get(key), value, aggregate)
 
     # -- the result ----------------------------------------------------------------------
     def _counts(self) -> dict[str, HostCounts]:
@@ -151,14 +159,16 @@ class ResultBuilder:
         return counts
 
     def _data(self) -> dict[str, Any]:
-        per_host = {host: dict(values) for host, values in self.per_host_data.items()}
+        """ansible's merged stats, plus per_host[host][key] for every host that published.
+
+        In a single-host run, a value that host published only per host is also data[key].
+        """
+        per_host = {host: dict(values) for host, values in self.per_host_data.items() if values}
+        data = dict(self.global_data)
         if len(self.hosts) == 1:
-            only = self.hosts[0]
-            merged = {**self.global_data, **per_host.get(only, {})}
-            if merged:
-                per_host[only] = merged
-            return {**merged, "per_host": per_host}
-        return {**self.global_data, "per_host": per_host}
+            for key, value in per_host.get(self.hosts[0], {}).items():
+                data.setdefault(key, value)
+        return {**data, "per_host": per_host}
 
     def _ansible_error(self, rc: int | None) -> str:
         lines = [line for text in self.output for line in text.splitlines()]
