@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import __version__, migrate
+from api import __version__, migrate, web
 from api.context import Context
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -44,4 +44,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     for module in (health, toolboxes, dtma):
         app.include_router(module.router)
+    web.install(app)
     return app
