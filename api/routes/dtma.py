@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContextDep, ToolboxDep
+from api.context import Context
+from api.deps import ContextDep, ToolboxDep, UserDep
+from api.models import Toolbox, User
+from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
+from api.schemas.actions import RedeployAgent
 from api.schemas.observations import Observation
-from api.services import observe
+from api.secret_box import unseal
+from api.services import actions, observe
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/dtma", tags=["dtma"])
 
@@ -29,3 +35,45 @@ async def dtma_system(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """CPU, memory, disk, load and uptime, with the same fallbacks as the status."""
     reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
     return await observe.read(context, reach, "system")
+
+
+async def _agent_action(
+    kind: str,
+    toolbox: Toolbox,
+    user: User,
+    context: Context,
+    wait: bool,
+    version: str | None = None,
+) -> JSONResponse:
+    token = await run_in_threadpool(unseal, toolbox.agent_token_ciphertext)
+    action = actions.dtma_action(kind, context.settings, token, version)
+    return await perform(context, toolbox, user, action, wait=wait)
+
+
+@router.post("/install", responses=ACTION_RESPONSES)
+async def dtma_install(
+    toolbox: ToolboxDep, user: UserDep, context: ContextDep, wait: WaitQuery = True
+) -> JSONResponse:
+    """Install the agent (playbooks/dtma_install.yml) with this toolbox's agent token."""
+    return await _agent_action("install", toolbox, user, context, wait)
+
+
+@router.post("/restart", responses=ACTION_RESPONSES)
+async def dtma_restart(
+    toolbox: ToolboxDep, user: UserDep, context: ContextDep, wait: WaitQuery = True
+) -> JSONResponse:
+    """Restart the agent; succeeds only when a new process answers /health."""
+    return await _agent_action("restart", toolbox, user, context, wait)
+
+
+@router.post("/redeploy", responses=ACTION_RESPONSES)
+async def dtma_redeploy(
+    toolbox: ToolboxDep,
+    user: UserDep,
+    context: ContextDep,
+    body: RedeployAgent | None = None,
+    wait: WaitQuery = True,
+) -> JSONResponse:
+    """Deploy an agent release (rolled back automatically when it does not serve)."""
+    version = body.version if body else None
+    return await _agent_action("redeploy", toolbox, user, context, wait, version)

@@ -1,0 +1,37 @@
+"""Run shapes. A run's `result` is the runner's ConsoleResult (DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    toolbox_id: str | None
+    user_id: str | None
+    action: str
+    playbook: str
+    status: str = Field(
+        description="running | successful | failed | unreachable | timeout | canceled | "
+        "error | interrupted"
+    )
+    success: bool | None
+    message: str | None
+    error: str | None
+    request: dict[str, Any] = Field(description="Target and parameters, secrets redacted")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: dict[str, Any] | None = Field(description="The ConsoleResult once the run ended")
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: str
+    url: str = Field(description="GET this for the run and, once it ended, its result")
+    events_url: str = Field(description="Server-Sent Events of the run, resumable")

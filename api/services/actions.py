@@ -1,0 +1,64 @@
+"""The console's actions: which playbook each one runs, with which extra variables.
+
+An Action carries two views of its input: `extravars` for the run (may hold secrets such
+as the agent token or a tool's environment) and `parameters`, safe to store and show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.schemas.actions import DeployTool
+from api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # e.g. "tool.restart"
+    playbook: str  # e.g. "tool_restart.yml"
+    extravars: dict[str, Any] = field(repr=False)
+    parameters: dict[str, Any]
+    tool_name: str | None = None
+
+
+DTMA_PLAYBOOKS = {
+    "install": "dtma_install.yml",
+    "restart": "dtma_restart.yml",
+    "redeploy": "dtma_redeploy.yml",
+}
+TOOL_PLAYBOOKS = {
+    "start": "tool_start.yml",
+    "stop": "tool_stop.yml",
+    "restart": "tool_restart.yml",
+    "remove": "tool_remove.yml",
+}
+
+
+def dtma_action(
+    kind: str, settings: Settings, agent_token: str, version: str | None = None
+) -> Action:
+    """install / restart / redeploy the agent. Install and redeploy write the agent's
+    config, so they carry the toolbox's token (a secret: `no_log` in the role)."""
+    extravars: dict[str, Any] = {"dtma_agent_port": settings.agent_port}
+    parameters: dict[str, Any] = {}
+    if kind in ("install", "redeploy"):
+        extravars["dtma_agent_token"] = agent_token
+    if version:
+        extravars["dtma_version"] = parameters["version"] = version
+    return Action(f"dtma.{kind}", DTMA_PLAYBOOKS[kind], extravars, parameters)
+
+
+def tool_action(kind: str, name: str) -> Action:
+    """start / stop / restart / remove one tool instance."""
+    return Action(
+        f"tool.{kind}",
+        TOOL_PLAYBOOKS[kind],
+        {"tool_instance_name": name},
+        {"name": name},
+        tool_name=name,
+    )
+
+
+def deploy_action(spec: DeployTool) -> Action:
+    return Action("tool.deploy", "tool_deploy.yml", spec.extravars(), spec.public(), spec.name)
