@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from api import __version__, migrate, web
 from api.context import Context
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from api.routes import dtma, health, toolboxes
+from api.routes import dtma, health, runs, toolboxes, tools
 from api.services.agent import AgentClient
+from api.services.runs import RunManager
 from api.settings import Settings
 
 
@@ -25,9 +27,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context._agent = AgentClient(
             port=context.settings.agent_port, timeout=context.settings.agent_timeout
         )
+        context._runs = RunManager(context)
+        await run_in_threadpool(context.runs.recover_interrupted)
         try:
             yield
         finally:
+            await context.runs.shutdown()
             await context.agent.aclose()
             context.engine.dispose()
 
@@ -42,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma):
+    for module in (health, toolboxes, dtma, tools, runs):
         app.include_router(module.router)
     web.install(app)
     return app
