@@ -4,7 +4,7 @@
 echo "echo tool: serving /www on port ${ECHO_PORT}"
 httpd -f -vv -p "${ECHO_PORT}" -h /www &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server"; echo "echo tool: stopped"; exit 0' TERM INT
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; echo "echo tool: stopped"; exit 0' TERM INT
 wait "$server"
 status=$?
 echo "echo tool: httpd exited with status ${status}" >&2
