@@ -1,0 +1,172 @@
+"""Look at toolboxes: every agent read concurrently, the SSH probe for those that do not answer.
+
+One look gives an `Observation`: the agent's /status, /system and managed /containers
+answers (or the SSH probe's answers in the same shapes), where they came from, and why
+nothing better was available. A toolbox that fails is an observation with its reasons,
+never an exception that stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from api.models import utcnow
+from api.services.agent import AgentClient, AgentError
+from api.services.probe import ProbeError, SshTarget, read_containers, read_status, read_system
+
+Source = Literal["agent", "ssh", "none"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is needed to look at one toolbox. `ssh` builds the SSH target only when the
+    fallback needs it (it reads key material)."""
+
+    toolbox_id: str
+    name: str
+    address: str | None
+    agent_token: str
+    ssh: Callable[[], SshTarget]
+
+
+@dataclass(frozen=True)
+class Observation:
+    toolbox_id: str
+    name: str
+    observed_at: datetime
+    source: Source
+    status: dict[str, Any] | None
+    system: dict[str, Any] | None
+    containers: list[dict[str, Any]] | None
+    agent_error: str | None
+    ssh_error: str | None
+    duration_ms: int
+
+    @property
+    def reachable(self) -> bool:
+        return self.source != "none"
+
+    @property
+    def agent_up(self) -> bool:
+        return self.source == "agent"
+
+    @property
+    def error(self) -> str | None:
+        """Why the agent's own answer is missing, as one sentence (None when it answered)."""
+        if self.agent_up:
+            return None
+        parts = [f"agent: {self.agent_error}"]
+        if self.ssh_error:
+            parts.append(f"ssh: {self.ssh_error}")
+        return "; ".join(parts)
+
+
+class Observer:
+    """Reads many toolboxes at once: at most `concurrency` agents and `ssh_concurrency`
+    SSH probes in flight, each bounded by its timeout."""
+
+    def __init__(
+        self,
+        agent: AgentClient,
+        *,
+        concurrency: int,
+        ssh_concurrency: int,
+        ssh_timeout: float,
+    ) -> None:
+        self._agent = agent
+        self._agent_slots = asyncio.Semaphore(concurrency)
+        self._ssh_slots = asyncio.Semaphore(ssh_concurrency)
+        self._ssh_timeout = ssh_timeout
+        self._ssh_pool = ThreadPoolExecutor(ssh_concurrency, thread_name_prefix="dtma-ssh-probe")
+
+    def close(self) -> None:
+        self._ssh_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def observe_all(self, targets: Sequence[Target]) -> list[Observation]:
+        return list(await asyncio.gather(*(self.observe(target) for target in targets)))
+
+    async def observe(self, target: Target) -> Observation:
+        started = time.perf_counter()
+        observed_at = utcnow()
+
+        def observation(
+            source: Source, answers: _Answers, agent_error: str | None, ssh_error: str | None = None
+        ) -> Observation:
+            return Observation(
+                toolbox_id=target.toolbox_id,
+                name=target.name,
+                observed_at=observed_at,
+                source=source,
+                status=answers[0],
+                system=answers[1],
+                containers=answers[2],
+                agent_error=agent_error,
+                ssh_error=ssh_error,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )
+
+        if not target.address:
+            return observation("none", _NOTHING, "the droplet has no public IPv4 address")
+        try:
+            async with self._agent_slots:
+                answers = await self._read_agent(target.address, target.agent_token)
+            return observation("agent", answers, None)
+        except AgentError as error:
+            agent_error = error.reason
+        try:
+            async with self._ssh_slots:
+                answers = await self._read_ssh(target)
+        except ProbeError as error:
+            return observation("none", _NOTHING, agent_error, str(error))
+        return observation("ssh", answers, agent_error)
+
+    async def _read_agent(self, address: str, token: str) -> _Answers:
+        # One keep-alive connection per agent: three requests in a row are cheaper than
+        # three connections at once.
+        status = await self._agent.get_json(address, token, "/status")
+        system = await self._agent.get_json(address, token, "/system")
+        listed = await self._agent.get_json(address, token, "/containers", {"managed": "true"})
+        return status, system, _container_list(listed)
+
+    async def _read_ssh(self, target: Target) -> _Answers:
+        loop = asyncio.get_running_loop()
+        timeout = self._ssh_timeout
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._ssh_pool, _probe, target.ssh(), timeout),
+                # Three facts, each bounded by the probe's own timeout, plus slack.
+                timeout=3 * timeout + 1,
+            )
+        except TimeoutError:
+            raise ProbeError(f"SSH probe of {target.name} took longer than its timeout") from None
+
+
+_Answers = tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]] | None]
+_NOTHING: _Answers = (None, None, None)
+
+
+def _container_list(listed: dict[str, Any]) -> list[dict[str, Any]]:
+    containers = listed.get("containers")
+    if not isinstance(containers, list):
+        raise AgentError("agent answered /containers without a container list")
+    return containers
+
+
+def _probe(target: SshTarget, timeout: float) -> _Answers:
+    status = read_status(target, timeout)
+    system = read_system(target, timeout)
+    containers = read_containers(target, timeout, managed=True)
+    return status, system, _container_list_from_probe(containers)
+
+
+def _container_list_from_probe(listed: dict[str, Any]) -> list[dict[str, Any]]:
+    containers = listed.get("containers")
+    if not isinstance(containers, list):
+        raise ProbeError("the SSH probe gave no container list")
+    return containers

@@ -1,0 +1,152 @@
+"""What the monitoring routes answer: a toolbox's health, alerts, monitoring settings."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.errors import NotFound
+from api.models import Toolbox, User
+from api.monitoring.checks import severity_of
+from api.monitoring.limits import OVERRIDABLE, Limits
+from api.monitoring.models import (
+    Alert,
+    AlertNotification,
+    CheckState,
+    MonitoringSettings,
+    RecoveryAttempt,
+)
+from api.monitoring.schemas import (
+    AlertDetail,
+    AlertOut,
+    CheckOut,
+    MonitoringLimits,
+    MonitoringSettingsOut,
+    MonitoringSettingsPatch,
+    NotificationOut,
+    RecoveryAttemptOut,
+    ToolboxHealth,
+    VerdictName,
+)
+from api.settings import Settings
+
+# Checks in the order a human reads them; per-tool checks follow by tool name.
+_ORDER = {"droplet_reachable": 0, "agent": 1, "cpu": 2, "memory": 3, "disk": 4}
+
+
+def toolbox_health(session: Session, toolbox: Toolbox) -> ToolboxHealth:
+    states = sorted(
+        session.scalars(select(CheckState).where(CheckState.toolbox_id == toolbox.id)),
+        key=lambda s: (_ORDER.get(s.check, 9), s.check),
+    )
+    checks = [
+        CheckOut.model_validate(
+            {
+                "check": s.check,
+                "state": s.state,
+                "severity": severity_of(s.check),
+                "value": s.value,
+                "threshold": s.threshold,
+                "consecutive_failures": s.consecutive_failures,
+                "message": s.message,
+                "since": s.since,
+            }
+        )
+        for s in states
+    ]
+    alerts = session.scalars(
+        select(Alert)
+        .where(Alert.toolbox_id == toolbox.id, Alert.state == "open")
+        .order_by(Alert.opened_at)
+    )
+    return ToolboxHealth(
+        toolbox_id=toolbox.id,
+        name=toolbox.name,
+        verdict=_verdict(checks),
+        status=toolbox.status,
+        observed_at=toolbox.last_seen_at,
+        last_error=toolbox.last_error,
+        checks=checks,
+        open_alerts=[AlertOut.model_validate(a) for a in alerts],
+    )
+
+
+def _verdict(checks: list[CheckOut]) -> VerdictName:
+    if not checks:
+        return "unknown"
+    if any(c.state == "failing" and c.severity == "critical" for c in checks):
+        return "critical"
+    if any(c.state in ("failing", "pending") for c in checks):
+        return "degraded"
+    if all(c.state == "unknown" for c in checks):
+        return "unknown"
+    return "healthy"
+
+
+def list_alerts(
+    session: Session,
+    user: User,
+    *,
+    state: str | None,
+    toolbox_id: str | None,
+    limit: int,
+) -> list[AlertOut]:
+    query = select(Alert).join(Toolbox, Toolbox.id == Alert.toolbox_id)
+    if not user.is_admin:
+        query = query.where(Toolbox.owner_id == user.id)
+    if state is not None:
+        query = query.where(Alert.state == state)
+    if toolbox_id is not None:
+        query = query.where(Alert.toolbox_id == toolbox_id)
+    query = query.order_by(Alert.opened_at.desc(), Alert.id).limit(limit)
+    return [AlertOut.model_validate(a) for a in session.scalars(query)]
+
+
+def alert_detail(session: Session, user: User, alert_id: str) -> AlertDetail:
+    alert = session.get(Alert, alert_id)
+    toolbox = session.get(Toolbox, alert.toolbox_id) if alert is not None else None
+    if alert is None or toolbox is None or not (user.is_admin or toolbox.owner_id == user.id):
+        raise NotFound(f"alert '{alert_id}' not found", code="alert_not_found")
+    attempts = session.scalars(
+        select(RecoveryAttempt)
+        .where(RecoveryAttempt.alert_id == alert.id)
+        .order_by(RecoveryAttempt.started_at)
+    )
+    notifications = session.scalars(
+        select(AlertNotification)
+        .where(AlertNotification.alert_id == alert.id)
+        .order_by(AlertNotification.created_at, AlertNotification.id)
+    )
+    return AlertDetail(
+        **AlertOut.model_validate(alert).model_dump(),
+        recovery_history=[RecoveryAttemptOut.model_validate(a) for a in attempts],
+        notifications=[NotificationOut.model_validate(n) for n in notifications],
+    )
+
+
+def monitoring_settings(
+    session: Session, settings: Settings, toolbox: Toolbox
+) -> MonitoringSettingsOut:
+    own = session.get(MonitoringSettings, toolbox.id)
+    limits = Limits.effective(settings, own)
+    return MonitoringSettingsOut(
+        toolbox_id=toolbox.id,
+        effective=MonitoringLimits.model_validate(
+            {k: v for k, v in limits.as_dict().items() if k in OVERRIDABLE}
+        ),
+        overrides=MonitoringSettingsPatch.model_validate(
+            {column: getattr(own, column) if own else None for column in OVERRIDABLE}
+        ),
+    )
+
+
+def update_monitoring_settings(
+    session: Session, toolbox: Toolbox, patch: MonitoringSettingsPatch
+) -> None:
+    """Apply the fields the caller sent (null resets one to the default). Caller commits."""
+    own = session.get(MonitoringSettings, toolbox.id)
+    if own is None:
+        own = MonitoringSettings(toolbox_id=toolbox.id)
+        session.add(own)
+    for column in patch.model_fields_set:
+        setattr(own, column, getattr(patch, column))

@@ -1,0 +1,124 @@
+"""API shapes of monitoring: toolbox health, alerts, per-toolbox monitoring settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CheckStateName = Literal["ok", "pending", "failing", "unknown"]
+VerdictName = Literal["healthy", "degraded", "critical", "unknown"]
+
+
+class CheckOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    check: str = Field(description="e.g. agent, droplet_reachable, cpu, tool_exited:<tool>")
+    state: CheckStateName = Field(
+        description="ok; pending (failing, fewer times in a row than needed to alert); "
+        "failing; unknown (nothing to judge at the last look)"
+    )
+    severity: str
+    value: float | None
+    threshold: float | None
+    consecutive_failures: int
+    message: str | None
+    since: datetime = Field(description="When the check entered this state")
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    toolbox_id: str
+    check: str
+    severity: str
+    state: Literal["open", "resolved"]
+    message: str
+    value: float | None
+    threshold: float | None
+    recovery: str = Field(
+        description="none (no automatic repair for this check) | off (switched off for the "
+        "toolbox) | waiting | running | succeeded | failed | gave_up"
+    )
+    recovery_attempts: int
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class RecoveryAttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action: str
+    run_id: str | None = Field(description="The run, listed in /api/v1/runs like any other")
+    status: str
+    detail: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class NotificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event: str
+    target: str = Field(description="The webhook's scheme and host (its path is secret)")
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class AlertDetail(AlertOut):
+    recovery_history: list[RecoveryAttemptOut]
+    notifications: list[NotificationOut]
+
+
+class ToolboxHealth(BaseModel):
+    toolbox_id: str
+    name: str
+    verdict: VerdictName = Field(
+        description="critical: a critical check fails; degraded: a warning check fails or a "
+        "check is pending; healthy: every check passes; unknown: never looked at yet"
+    )
+    status: str = Field(description="Agent state at the last look: up | down | unreachable")
+    observed_at: datetime | None = Field(description="When the toolbox last answered")
+    last_error: str | None
+    checks: list[CheckOut]
+    open_alerts: list[AlertOut]
+
+
+class MonitoringLimits(BaseModel):
+    cpu_threshold: float = Field(gt=0, le=100, description="Percent")
+    memory_threshold: float = Field(gt=0, le=100, description="Percent")
+    disk_threshold: float = Field(gt=0, le=100, description="Percent")
+    agent_down_checks: int = Field(ge=1, le=100, description="Failed checks in a row to alert")
+    threshold_checks: int = Field(ge=1, le=100, description="Checks above a threshold to alert")
+    recovery_enabled: bool
+    recovery_max_attempts: int = Field(ge=0, le=100)
+    recovery_window_seconds: int = Field(ge=1, le=7 * 86_400)
+
+
+class MonitoringSettingsPatch(BaseModel):
+    """Fields to change; a field set to null goes back to the service-wide default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cpu_threshold: float | None = Field(default=None, gt=0, le=100)
+    memory_threshold: float | None = Field(default=None, gt=0, le=100)
+    disk_threshold: float | None = Field(default=None, gt=0, le=100)
+    agent_down_checks: int | None = Field(default=None, ge=1, le=100)
+    threshold_checks: int | None = Field(default=None, ge=1, le=100)
+    recovery_enabled: bool | None = None
+    recovery_max_attempts: int | None = Field(default=None, ge=0, le=100)
+    recovery_window_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
+
+
+class MonitoringSettingsOut(BaseModel):
+    toolbox_id: str
+    effective: MonitoringLimits = Field(description="What applies to this toolbox now")
+    overrides: MonitoringSettingsPatch = Field(
+        description="This toolbox's own values (null: the default applies)"
+    )

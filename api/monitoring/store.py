@@ -1,0 +1,62 @@
+"""Write what an observation found into the toolbox's rows: status, agent version, last seen,
+last error, last answers, a metric sample, and its tool instances (new ones added, vanished
+ones marked removed, by the read path's own `instances.record_containers`). The caller owns
+the transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from api.models import Toolbox
+from api.monitoring.checks import percent
+from api.monitoring.models import MetricSample
+from api.monitoring.observe import Observation
+from api.services import instances
+
+# Toolbox.status for each source the last look got its answers from.
+STATUS_BY_SOURCE = {"agent": "up", "ssh": "down", "none": "unreachable"}
+
+
+def record_observation(session: Session, toolbox: Toolbox, observation: Observation) -> None:
+    toolbox.status = STATUS_BY_SOURCE[observation.source]
+    toolbox.last_error = observation.error
+    if not observation.reachable:
+        return
+    toolbox.last_seen_at = observation.observed_at
+    version = (observation.status or {}).get("version")
+    if version:
+        toolbox.agent_version = str(version)
+    # The same shape the read path (api/services/observe.py) keeps and serves when stale.
+    answers = {
+        "status": observation.status,
+        "system": observation.system,
+        "tools": None
+        if observation.containers is None
+        else {"total": len(observation.containers), "containers": observation.containers},
+    }
+    stamp = {"source": observation.source, "observed_at": observation.observed_at.isoformat()}
+    toolbox.last_state = {
+        **(toolbox.last_state or {}),
+        **{kind: {**stamp, "data": data} for kind, data in answers.items() if data is not None},
+    }
+    if observation.system is not None:
+        session.add(sample(toolbox.id, observation))
+    if observation.containers is not None:
+        instances.record_containers(
+            session, toolbox, observation.containers, observation.observed_at
+        )
+
+
+def sample(toolbox_id: str, observation: Observation) -> MetricSample:
+    system = observation.system or {}
+    load = system.get("load")
+    one = load.get("one") if isinstance(load, dict) else None
+    return MetricSample(
+        toolbox_id=toolbox_id,
+        at=observation.observed_at,
+        source=observation.source,
+        cpu_percent=percent(system, "cpu"),
+        memory_percent=percent(system, "memory"),
+        disk_percent=percent(system, "disk"),
+        load_1m=float(one) if isinstance(one, int | float) else None,
+    )
