@@ -51,11 +51,16 @@ def _target(context: Context, toolbox: Toolbox) -> Target:
     return Target(toolbox.id, toolbox.name, context.credentials.for_toolbox(toolbox))
 
 
+async def start(context: Context, toolbox: Toolbox, user: User | None, action: Action) -> str:
+    """Start `action` on `toolbox`; returns the run id (ToolboxBusy, InvalidInput...)."""
+    target = await run_in_threadpool(_target, context, toolbox)
+    return await context.runs.start(target, action, user)
+
+
 async def perform(
     context: Context, toolbox: Toolbox, user: User | None, action: Action, *, wait: bool
 ) -> JSONResponse:
-    target = await run_in_threadpool(_target, context, toolbox)
-    run_id = await context.runs.start(target, action, user)
+    run_id = await start(context, toolbox, user, action)
     url = run_url(run_id)
     if not wait:
         accepted = RunAccepted(run_id=run_id, status="running", url=url, events_url=f"{url}/events")
