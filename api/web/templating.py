@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.models import utcnow
+from api.web.panels import level
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -74,12 +75,27 @@ def size(value: float | None) -> str:
     return f"{amount:.1f} TiB"
 
 
+def uptime(started_at: str | None) -> str:
+    """How long since an ISO-8601 start time (as the agent reports it)."""
+    if not started_at:
+        return "—"
+    try:
+        started = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "—"
+    if started.tzinfo is None:
+        return "—"
+    return duration(max((utcnow() - started).total_seconds(), 0))
+
+
 def timestamp(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
-templates.env.filters.update(ago=ago, duration=duration, size=size, timestamp=timestamp)
+templates.env.filters.update(
+    ago=ago, duration=duration, size=size, timestamp=timestamp, uptime=uptime, level=level
+)
 templates.env.globals["asset_version"] = _asset_version()
 
 
