@@ -1,12 +1,68 @@
 #!/usr/bin/env bash
-# `make demo`: the sandbox fleet with the DTMA agent on every droplet, the console serving
-# on http://127.0.0.1:8000 and an admin token to log in with.
+# `make demo`: the sandbox fleet with the DTMA agent and an echo tool on every droplet, the
+# console serving on http://127.0.0.1:8000 (in the background), and an admin token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
-export ANSIBLE_CONFIG=$PWD/ansible.cfg
+PORT=${DTMA_PORT:-8000}
+CONSOLE="http://127.0.0.1:$PORT"
+mkdir -p .data && chmod 700 .data
 
 "$BIN/dtma-console" sandbox up --droplets "${DTMA_DEMO_DROPLETS:-3}"
 inventory=$("$BIN/dtma-console" sandbox inventory)
+sandbox_dir=$(dirname "$(dirname "$inventory")")
 echo "Inventory: $inventory"
-echo "Try: $BIN/ansible all -i $inventory -m ping"
+
+# The console's configuration for the sandbox, kept for `make demo` reruns and for you.
+cat > .data/demo.env <<ENV
+export ANSIBLE_CONFIG=$PWD/ansible.cfg
+export DTMA_DO_API_URL=http://127.0.0.1:${DTMA_SANDBOX_API_PORT:-8089}/v2
+export DTMA_DO_API_TOKEN=$(cat "$sandbox_dir/do_token")
+export DTMA_INVENTORY=$inventory
+export DTMA_SSH_KEY_FILE=$sandbox_dir/operator_key
+export DTMA_PORT=$PORT
+ENV
+chmod 600 .data/demo.env
+# shellcheck disable=SC1091
+source .data/demo.env
+
+# Restart the console if a previous demo left one running.
+if [ -f .data/console.pid ] && kill -0 "$(cat .data/console.pid)" 2>/dev/null; then
+    kill "$(cat .data/console.pid)"
+    while kill -0 "$(cat .data/console.pid)" 2>/dev/null; do sleep 0.2; done
+fi
+admin_token=$("$BIN/dtma-console" token create --user admin --admin 2>/dev/null)
+setsid "$BIN/dtma-console" serve >>.data/console.log 2>&1 < /dev/null &
+echo $! > .data/console.pid
+for _ in $(seq 1 100); do
+    curl -fsS "$CONSOLE/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fsS "$CONSOLE/readyz" >/dev/null || { echo "the console did not start; see .data/console.log" >&2; exit 1; }
+
+call() {  # call METHOD PATH [JSON]: fail loudly with the console's own answer
+    local answer
+    answer=$(curl -sS -X "$1" "$CONSOLE$2" -H "Authorization: Bearer $admin_token" \
+        -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}')
+    local code=${answer##*$'\n'}
+    if [ "${code:0:1}" != 2 ]; then
+        echo "demo: $1 $2 answered $code: ${answer%$'\n'*}" >&2
+        exit 1
+    fi
+    printf '%s' "${answer%$'\n'*}"
+}
+
+call POST /api/v1/toolboxes/sync >/dev/null
+ids=$(call GET /api/v1/toolboxes | "$BIN/python" -c 'import json,sys; print(" ".join(t["id"] for t in json.load(sys.stdin)))')
+for id in $ids; do
+    echo "Installing the DTMA agent and the echo tool on toolbox $id"
+    call POST "/api/v1/toolboxes/$id/dtma/install" >/dev/null
+    call POST "/api/v1/toolboxes/$id/tools" \
+        '{"name": "echo", "image": "dtma-tool-echo:1.0", "ports": [{"host_port": 8080, "container_port": 8080}]}' >/dev/null
+done
+call POST /api/v1/toolboxes/sync >/dev/null
+
+echo
+echo "Console: $CONSOLE  (log: .data/console.log, stop: make down)"
+echo "API docs: $CONSOLE/docs"
+echo "Admin token: $admin_token"
