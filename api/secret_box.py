@@ -1,23 +1,20 @@
 """The one place where secrets are sealed before they are stored, and unsealed on use.
 
-Columns that hold a secret (a toolbox's agent token today, SSH private keys later) store
-`seal(value)` and nothing else. The key vault (issue 8) replaces this module's body with
-authenticated encryption keyed by DTMA_MASTER_KEY; callers do not change.
-
-Until then the value is only marked, not encrypted: `plain:` rows are what the vault's
-first migration re-encrypts.
+Columns that hold a secret (a toolbox's agent token, its SSH private key) store
+`seal(value)` and nothing else: AES-256-GCM under the master key (DTMA_MASTER_KEY, see
+api/vault/crypto.py). `plain:` values written before the vault existed are not accepted
+here; the vault re-seals them when the service starts (api/vault/startup.py).
 """
 
 from __future__ import annotations
 
-_PLAIN = "plain:"
+from api.vault.master import active_keyring
 
 
 def seal(plaintext: str) -> str:
-    return _PLAIN + plaintext
+    return active_keyring().seal(plaintext)
 
 
 def unseal(sealed: str) -> str:
-    if not sealed.startswith(_PLAIN):
-        raise ValueError("sealed value in an unknown format")
-    return sealed.removeprefix(_PLAIN)
+    """The secret; SealError (a ValueError) when it cannot be opened with the master keys."""
+    return active_keyring().unseal(sealed)

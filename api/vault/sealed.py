@@ -1,0 +1,93 @@
+"""Every column that holds a sealed secret, and the operations over all of them: checking
+that the configured master keys open them, and re-sealing them under the primary key."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from api.models import Toolbox
+from api.vault.crypto import Keyring, SealError, sealed_key_id
+from api.vault.models import ToolboxSshKey, VaultCheck
+
+# Written by api/secret_box.py before the vault existed: not encrypted, only marked.
+LEGACY_PLAIN = "plain:"
+
+SEALED_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
+    Toolbox.agent_token_ciphertext,
+    ToolboxSshKey.private_key_sealed,
+    VaultCheck.sealed,
+)
+
+
+def _rows(session: Session, column: InstrumentedAttribute[Any]) -> list[Any]:
+    model = column.class_
+    return list(session.scalars(select(model).where(column.is_not(None))))
+
+
+def key_usage(session: Session) -> Counter[str]:
+    """How many stored secrets each master key id seals ("plain" for legacy values)."""
+    usage: Counter[str] = Counter()
+    for column in SEALED_COLUMNS:
+        for value in session.scalars(select(column).where(column.is_not(None))):
+            usage["plain" if value.startswith(LEGACY_PLAIN) else _key_id(value)] += 1
+    return usage
+
+
+def _key_id(value: str) -> str:
+    try:
+        return sealed_key_id(value)
+    except SealError:
+        return "unknown-format"
+
+
+@dataclass
+class ResealReport:
+    resealed: Counter[str] = field(default_factory=Counter)  # by the key id they were under
+    total: int = 0
+
+    def summary(self, primary: str) -> str:
+        if not self.resealed:
+            return f"all {self.total} stored secrets were already sealed with master key {primary}"
+        moved = ", ".join(f"{n} from {k}" for k, n in sorted(self.resealed.items()))
+        return (
+            f"re-sealed {sum(self.resealed.values())} of {self.total} stored secrets with "
+            f"master key {primary} ({moved})"
+        )
+
+
+def reseal_all(session: Session, keyring: Keyring) -> ResealReport:
+    """Every sealed value not under the primary key, re-sealed under it (in the caller's
+    transaction: all or nothing). SealError if any value cannot be opened."""
+    report = ResealReport()
+    for column in SEALED_COLUMNS:
+        for row in _rows(session, column):
+            value = getattr(row, column.key)
+            report.total += 1
+            if not keyring.needs_reseal(value):
+                continue
+            if value.startswith(LEGACY_PLAIN):
+                plaintext, origin = value.removeprefix(LEGACY_PLAIN), "plain"
+            else:
+                plaintext, origin = keyring.unseal(value), sealed_key_id(value)
+            setattr(row, column.key, keyring.seal(plaintext))
+            report.resealed[origin] += 1
+    session.flush()
+    return report
+
+
+def reseal_legacy(session: Session, keyring: Keyring) -> int:
+    """Seal the `plain:` values written before the vault existed. Returns how many."""
+    count = 0
+    for column in SEALED_COLUMNS:
+        for row in _rows(session, column):
+            value = getattr(row, column.key)
+            if value.startswith(LEGACY_PLAIN):
+                setattr(row, column.key, keyring.seal(value.removeprefix(LEGACY_PLAIN)))
+                count += 1
+    session.flush()
+    return count
