@@ -17,6 +17,8 @@ from api.routes import compat, dtma, health, runs, toolboxes, tools
 from api.services.agent import AgentClient
 from api.services.runs import RunManager
 from api.settings import Settings
+from api.vault import router as vault
+from api.vault.startup import open_vault
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate.upgrade(context.engine)
+        open_vault(context)
         context._agent = AgentClient(
             port=context.settings.agent_port, timeout=context.settings.agent_timeout
         )
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring):
+    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault):
         app.include_router(module.router)
     web.install(app)
     return app
