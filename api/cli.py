@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from api import commands
+from api.vault.commands import keys_app
 from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(help="DTMA console: manage DTMA toolboxes on DigitalOcean.", no_args_is_help=True)
@@ -12,3 +13,4 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(commands.token_app, name="token")
 app.command("serve")(commands.serve)
 app.command("sync")(commands.sync)
+app.add_typer(keys_app, name="keys")
