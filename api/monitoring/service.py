@@ -78,6 +78,8 @@ class Monitor:
         self._after_run: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Monitor:
+        # The loop the monitor lives on: other threads (tests, the CLI) submit work to it.
+        self.loop = asyncio.get_running_loop()
         if self.recovery is not None:
             await asyncio.to_thread(self.recovery.settle_orphans)
         if self._runs is not None:
