@@ -29,6 +29,7 @@ _TASK_END = {
     "runner_item_on_skipped": "item_skipped",
     "runner_retry": "task_retry",
 }
+_DISPLAYED_ERROR = re.compile(r"\[ERROR\]: (.*?)(?:\nOrigin:|\n\n|\nfatal:|$)", re.DOTALL)
 _RESULT_TEXT = ("msg", "stdout", "stderr", "skip_reason")
 _RESULT_PLAIN = ("rc", "changed", "attempts", "retries")
 
@@ -79,6 +80,17 @@ def result_data(event_data: Mapping[str, Any]) -> dict[str, Any]:
             "aggregate": bool(stats.get("aggregate", True)),
         }
     return data
+
+
+def _connection_error(raw: Mapping[str, Any]) -> str:
+    """Why a host was unreachable in a no_log task.
+
+    no_log hides the task's result, but the reason is ssh's, not the task's, and ansible
+    still displays it: the `[ERROR]: ...` line of the event's display text.
+    """
+    text = strip_ansi(str(raw.get("stdout") or "")).replace("\r\n", "\n")
+    found = _DISPLAYED_ERROR.search(text)
+    return " ".join(found.group(1).split()) if found else "unreachable"
 
 
 def _stats_data(event_data: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +182,8 @@ class EventNormaliser:
             data = result_data(event_data)
             if data.get("censored") and kind in ("runner_on_ok", "runner_item_on_ok"):
                 data["changed"] = self._censored_changed(raw, kind)
+            if data.get("censored") and kind == "runner_on_unreachable":
+                data["msg"] = _connection_error(raw)
             if kind == "runner_on_ok":
                 type_ = "task_changed" if data.get("changed") else "task_ok"
             else:

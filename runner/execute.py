@@ -170,7 +170,7 @@ class Execution:
             if not self.canceled.is_set():
                 ending, rc, crash, key_pipe = self._execute()
         finally:
-            leftovers = stop_run_processes(req.run_id, keep_masters=ending == "finished")
+            leftovers = stop_run_processes(req.run_id)
             self.rundir.close_pipes([key_pipe] if key_pipe else [])
             if leftovers:
                 log.error("run.processes_left run_id=%s processes=%s", req.run_id, leftovers)
@@ -183,6 +183,10 @@ class Execution:
             finished_at=datetime.now(UTC),
             crash=crash,
         )
+        for host, task in list(self._builder.running.items()):  # cut short: close them
+            self._emit(self._normaliser.make(
+                "task_interrupted", host=host, task=task, data={"reason": result.status}
+            ))  # fmt: skip
         self._emit(self._normaliser.make("run_end", data={
             "status": result.status, "success": result.success, "message": result.message,
             "error": result.error, "duration_ms": result.duration_ms,

@@ -1,13 +1,14 @@
 """Finding and stopping the processes of one run.
 
 Every process of a run carries `DTMA_RUN_ID=<run id>` in its environment (set for
-ansible-playbook, inherited by its workers, ssh, ssh-agent). ansible-runner kills the
-process group on cancel/timeout, but ssh-agent and ssh ControlPersist masters start their
-own sessions, so they are found here by that marker instead.
+ansible-playbook, inherited by its workers, their ssh clients and ssh-agent). ansible-runner
+kills the process group on cancel and timeout, but ssh-agent starts its own session and
+lingers up to 10 s after its command; both are found here by that marker and stopped.
 
-ControlPersist masters (`ssh: <control path> [mux]`) are long-lived and shared by later
-runs on purpose. After a run that finished they are kept; after a canceled or timed-out
-run, the masters that run started are stopped with it (the next run opens a new one).
+ssh ControlPersist masters (`ssh: <control path> [mux]`) are not a run's processes: they
+are shared by later runs on purpose and leave by themselves after ControlPersist idle
+seconds. They are never stopped here (OpenSSH rewrites their environment area with the
+process title, so they do not even carry the marker; the title check makes sure).
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def describe(process: psutil.Process) -> str:
         return str(process.pid)
 
 
-def stop_run_processes(run_id: str, *, keep_masters: bool) -> list[str]:
+def stop_run_processes(run_id: str) -> list[str]:
     """Terminate, then kill, what is left of a run. Returns what survived (should be [])."""
-    targets = [p for p in run_processes(run_id) if not (keep_masters and is_control_master(p))]
+    targets = [p for p in run_processes(run_id) if not is_control_master(p)]
     for process in targets:
         with contextlib.suppress(psutil.Error):
             process.terminate()

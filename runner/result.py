@@ -102,6 +102,8 @@ class ResultBuilder:
         host, task, data = event.host or "", event.task or "", event.data
         if event.type == "task_start":
             self.running[host] = task
+        elif event.type == "task_interrupted":
+            self.running.pop(host, None)
         elif event.type in _END_STATUS:
             self._task_end(event.type, host, task, data)
         elif event.type == "item_failed":

@@ -9,17 +9,14 @@ operator would use it.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
 from runner import RunRequest
-from runner.processes import MARKER
 from sandbox import fleet
 from sandbox.config import PROJECT_ROOT
 
@@ -70,26 +67,6 @@ def make_request(sandbox: fleet.SandboxInfo, api_inventory: Path) -> Callable[..
         return RunRequest(playbook=playbook, hosts=hosts, **{**defaults, **overrides})
 
     return make
-
-
-def run_processes(run_id: str) -> list[str]:
-    """Live processes of a run (by the marker in their environment), as text."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(MARKER) == run_id and process.status() != "zombie":
-                found.append(f"{process.pid} {' '.join(process.cmdline())}")
-        except psutil.Error:
-            continue
-    return found
-
-
-def docker_inspect(container: str, instance: str, template: str) -> str:
-    """Read a tool instance's container state straight from the droplet's Docker engine."""
-    return subprocess.run(
-        ["docker", "exec", container, "docker", "inspect", "-f", template, instance],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()  # fmt: skip
 
 
 @pytest.fixture(scope="session")

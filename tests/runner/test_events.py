@@ -18,6 +18,7 @@ from runner.events import EventNormaliser
 from runner.models import RunEvent
 from runner.redact import MASK, Redactor
 from runner.result import ResultBuilder
+from tests.runner.helpers import assert_event_order
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "probe_two_hosts.json").read_text())
 SECRET = "s3cr3t-probe-value"
@@ -49,21 +50,8 @@ def events() -> list[RunEvent]:
     return _normalise(RECORDED, [SECRET])
 
 
-def test_seq_increases_strictly_from_one(events: list[RunEvent]) -> None:
-    assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    assert events[0].type == "run_start" and events[-1].type == "run_end"
-
-
-def test_every_task_start_has_its_end_on_the_same_host(events: list[RunEvent]) -> None:
-    open_tasks: dict[str, str] = {}
-    ends = {"task_ok", "task_changed", "task_failed", "task_skipped", "task_unreachable"}
-    for event in events:
-        if event.type == "task_start":
-            assert event.host not in open_tasks, f"{event.host} started twice"
-            open_tasks[str(event.host)] = str(event.task)
-        elif event.type in ends:
-            assert open_tasks.pop(str(event.host)) == event.task
-    assert open_tasks == {}
+def test_seq_increases_and_every_task_start_has_its_end(events: list[RunEvent]) -> None:
+    assert_event_order(events, "run-1")
 
 
 def test_the_recorded_run_has_the_expected_event_types(events: list[RunEvent]) -> None:
@@ -192,3 +180,27 @@ def test_redactor_masks_key_lines_and_longest_first() -> None:
     assert redact({"a": ["x QUJDREVGR0hJSktMTU5PUA y"], "token-123456-longer": 1}) == {
         "a": [f"x {MASK} y"], MASK: 1}  # fmt: skip
     assert redact.text(key) == MASK
+
+
+def test_an_unreachable_no_log_task_still_says_why() -> None:
+    display = (
+        '[ERROR]: Task failed: Data could not be sent to remote host "127.0.23.3". Make sure '
+        "this host can be reached over ssh: @@@@@@@@\r\n@    WARNING: REMOTE HOST "
+        "IDENTIFICATION HAS CHANGED!     @\r\nHost key verification failed.\r\n"
+        "Origin: /work/main/roles/tool_instance/tasks/inspect.yml:4:3\r\n\r\n"
+        "fatal: [toolbox-3]: UNREACHABLE! => \r\n    censored: 'the output has been hidden'"
+    )
+    raw = {
+        "event": "runner_on_unreachable",
+        "stdout": display,
+        "event_data": {"host": "toolbox-3", "task": "t", "res": {"censored": "hidden"}},
+    }
+    event = EventNormaliser("run-1", Redactor([])).normalise(raw)
+    assert event is not None and event.data["censored"] is True
+    assert event.data["msg"].startswith("Task failed: Data could not be sent to remote host")
+    assert event.data["msg"].endswith("Host key verification failed.")
+    stats = {"event": "playbook_on_stats", "event_data": {"dark": {"toolbox-3": 1}}}
+    normaliser = EventNormaliser("run-1", Redactor([]))
+    events = [e for r in (raw, stats) if (e := normaliser.normalise(r)) is not None]
+    result = _build(events, hosts=["toolbox-3"], rc=4)
+    assert result.error == "host key for toolbox-3 changed"
