@@ -217,9 +217,16 @@
   }
 
   // ---- wiring -----------------------------------------------------------------------------
+  // `root` itself and everything in it (htmx hands over the swapped element).
+  function within(root, selector) {
+    const found = Array.from(root.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.unshift(root);
+    return found;
+  }
+
   function activate(root) {
-    root.querySelectorAll(".run[data-events]").forEach(followRun);
-    root.querySelectorAll("[data-logs-panel]").forEach((panel) => {
+    within(root, ".run[data-events]").forEach(followRun);
+    within(root, "[data-logs-panel]").forEach((panel) => {
       if (panel.dataset.wired) return;
       panel.dataset.wired = "1";
       followLogs(panel);
