@@ -25,7 +25,7 @@ from api.settings import Settings
 from api.vault import hostkeys, info, rotation, sealed
 from api.vault.crypto import Keyring, MasterKeyError, SealError, generate_master_key
 from api.vault.master import install, load_keyring, write_key_file
-from api.vault.startup import open_vault, verify_database
+from api.vault.startup import use_vault, verify_database
 
 keys_app = typer.Typer(help="Master keys and per-toolbox SSH keys.", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def _error(message: str) -> typer.Exit:
 def _open() -> Context:
     context = migrated_context()
     try:
-        open_vault(context)
+        use_vault(context)
     except MasterKeyError as error:
         raise _error(str(error)) from None
     return context

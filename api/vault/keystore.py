@@ -19,6 +19,17 @@ def active_key(session: Session, toolbox_id: str) -> ToolboxSshKey | None:
     )
 
 
+def pending(session: Session, toolbox_id: str) -> list[ToolboxSshKey]:
+    """Keys of operations that never finished (the console stopped in the middle)."""
+    return list(
+        session.scalars(
+            select(ToolboxSshKey).where(
+                ToolboxSshKey.toolbox_id == toolbox_id, ToolboxSshKey.state == "pending"
+            )
+        )
+    )
+
+
 def history(session: Session, toolbox_id: str) -> list[ToolboxSshKey]:
     """Every key of the toolbox, newest first."""
     return list(

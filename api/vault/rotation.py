@@ -14,7 +14,9 @@ Once the proof has passed, the new key is activated even if a later step failed,
 the old key may already be gone; the answer then says what is left to do.
 
 The new key is stored (sealed) as `pending` before any run, so a console that dies in
-the middle never loses a private key that might be the only one left on the droplet.
+the middle never loses a private key that might be the only one left on the droplet. The
+next rotation of that toolbox falls back to such leftover keys if the active key no
+longer gets in, and removes their public halves from the droplet when it succeeds.
 """
 
 from __future__ import annotations
@@ -75,6 +77,15 @@ class KeyOutcome:
 
 
 @dataclass(frozen=True, repr=False)
+class _Leftover:
+    """A pending key left by an operation that never finished."""
+
+    id: str
+    public: str
+    private: str
+
+
+@dataclass(frozen=True, repr=False)
 class _Plan:
     toolbox_id: str
     host: str
@@ -86,6 +97,7 @@ class _Plan:
     pending_id: str
     known_hosts: str
     remove: list[str]
+    leftovers: tuple[_Leftover, ...]
 
     @property
     def operation(self) -> str:
@@ -140,9 +152,14 @@ def _prepare(context: Context, toolbox_id: str) -> _Plan:
                 )
             current_private = settings.ssh_key_file.read_text()
             current_public = sshkeys.public_from_private(current_private)
+        leftovers = tuple(
+            _Leftover(k.id, k.public_key, keystore.private_key(k))
+            for k in keystore.pending(session, toolbox.id)
+        )
         new = sshkeys.generate(f"dtma-console:{toolbox.name}:{_stamp()}")
         pending = keystore.add_pending(session, toolbox.id, new)
         remove = [current_public] if kind == "rotate" or settings.ssh_revoke_bootstrap_key else []
+        remove += [k.public for k in leftovers]
         return _Plan(
             toolbox_id=toolbox.id,
             host=toolbox.name,
@@ -154,6 +171,7 @@ def _prepare(context: Context, toolbox_id: str) -> _Plan:
             pending_id=pending.id,
             known_hosts=known_hosts,
             remove=remove,
+            leftovers=leftovers,
         )
 
 
@@ -214,12 +232,17 @@ def _discard(context: Context, plan: _Plan) -> None:
             session.delete(pending)
 
 
-def _activate(context: Context, plan: _Plan) -> None:
+def _activate(context: Context, plan: _Plan, *, leftovers_removed: bool) -> None:
     with session_scope(context.sessions) as session:
         pending = session.get(ToolboxSshKey, plan.pending_id)
         if pending is None:
             raise RuntimeError(f"pending key {plan.new.fingerprint} vanished")
         keystore.activate(session, pending)
+        if leftovers_removed:
+            for leftover in plan.leftovers:
+                row = session.get(ToolboxSshKey, leftover.id)
+                if row is not None and row.state == "pending":
+                    session.delete(row)
 
 
 def _audit(context: Context, user: User | None, outcome: KeyOutcome) -> None:
@@ -271,6 +294,14 @@ async def _run_rotation(context: Context, plan: _Plan, user: User | None) -> Key
     try:
         current = Target(plan.toolbox_id, plan.host, plan.current)
         added = await _step(context, current, _authorize_action(plan), user, runs)
+        for leftover in plan.leftovers if added.status == "unreachable" else ():
+            # The console may have stopped after a rotation removed the old key and before
+            # it activated the new one: that new key is now a leftover pending key.
+            with_leftover = SshCredentials(leftover.private, plan.known_hosts)
+            retry = Target(plan.toolbox_id, plan.host, with_leftover)
+            added = await _step(context, retry, _authorize_action(plan), user, runs)
+            if added.success:
+                break
         if not added.success:
             await run_in_threadpool(_discard, context, plan)
             outcome.message = f"the new key could not be added to {plan.host}; {old} is unchanged"
@@ -293,7 +324,7 @@ async def _run_rotation(context: Context, plan: _Plan, user: User | None) -> Key
         outcome.error = busy.message
         return outcome
     if proof.success or _login_proven(proof, plan.host):
-        await run_in_threadpool(_activate, context, plan)
+        await run_in_threadpool(_activate, context, plan, leftovers_removed=proof.success)
         outcome.active_fingerprint = plan.new.fingerprint
         if proof.success:
             outcome.success = True

@@ -17,7 +17,7 @@ from api.context import Context
 from api.db import session_scope
 from api.vault import sealed
 from api.vault.credentials import VaultCredentialSource
-from api.vault.crypto import Keyring, MasterKeyError, SealError
+from api.vault.crypto import MasterKeyError, SealError
 from api.vault.master import LoadedKeyring, install, load_keyring
 from api.vault.models import VaultCheck
 
@@ -26,11 +26,10 @@ log = logging.getLogger("api.vault")
 _CHECK_ID = 1
 
 
-def _refuse(origin: str, keyring: Keyring, detail: str) -> MasterKeyError:
+def _refuse(origin: str, detail: str) -> MasterKeyError:
     return MasterKeyError(
-        f"{origin} does not open this database's secrets: {detail}. Configured master "
-        f"key id(s): {', '.join(keyring.key_ids)}. Start with the master key this database "
-        "was sealed with; to change it, configure 'NEW,OLD' and run "
+        f"{origin} does not open this database's secrets: {detail}. Start with the master "
+        "key this database was sealed with; to change it, configure 'NEW,OLD' and run "
         "`dtma-console keys rotate-master`."
     )
 
@@ -47,7 +46,7 @@ def verify_database(session: Session, loaded: LoadedKeyring) -> int:
         try:
             keyring.unseal(check.sealed)
         except SealError as error:
-            raise _refuse(loaded.origin, keyring, str(error)) from None
+            raise _refuse(loaded.origin, str(error)) from None
     unknown = {
         key_id: count
         for key_id, count in sealed.key_usage(session).items()
@@ -55,7 +54,10 @@ def verify_database(session: Session, loaded: LoadedKeyring) -> int:
     }
     if unknown:
         listed = ", ".join(f"{n} sealed with {k}" for k, n in sorted(unknown.items()))
-        raise _refuse(loaded.origin, keyring, f"stored secrets use other keys ({listed})")
+        raise _refuse(
+            loaded.origin,
+            f"stored secrets use other keys ({listed}; configured: {', '.join(keyring.key_ids)})",
+        )
     return sealed.reseal_legacy(session, keyring)
 
 
@@ -83,12 +85,17 @@ def open_keyring(context: Context) -> LoadedKeyring:
     return loaded
 
 
+def use_vault(context: Context) -> None:
+    """Keys verified and installed; the context's runs use per-toolbox keys from now on."""
+    open_keyring(context)
+    context.credentials = VaultCredentialSource(context.settings, context.sessions)
+
+
 def open_vault(context: Context) -> None:
-    """The app's start-up hook: keys verified and installed, runs use per-toolbox keys.
-    Refuses to start (MasterKeyError, logged on one line first) when the keys are wrong."""
+    """The app's start-up hook (use_vault). Refuses to start with a MasterKeyError, logged
+    on one line first, when the keys are malformed or do not open this database."""
     try:
-        open_keyring(context)
+        use_vault(context)
     except MasterKeyError as error:
         log.critical("vault_refused_to_start", extra={"reason": str(error)})
         raise
-    context.credentials = VaultCredentialSource(context.settings, context.sessions)
