@@ -64,6 +64,7 @@ class Execution:
         self.request = request
         self.settings = settings or RunnerSettings.from_env()
         self.canceled = threading.Event()
+        self.started_at: datetime | None = None
         self._on_event = on_event
         self._normaliser = EventNormaliser(request.run_id, Redactor(request.secrets))
         self._builder = ResultBuilder(
@@ -155,9 +156,17 @@ class Execution:
             return "timeout", rc, None, key_pipe
         return "finished", rc, None, key_pipe
 
+    def crashed(self, error: Exception) -> ConsoleResult:
+        """The result of a run that broke inside runner/ itself (a bug, logged)."""
+        now = datetime.now(UTC)
+        return self._builder.build(
+            ending="crashed", rc=None, started_at=self.started_at or now, finished_at=now,
+            crash=f"the run failed inside the runner: {error}",
+        )  # fmt: skip
+
     def run(self) -> ConsoleResult:
         req = self.request
-        started_at = datetime.now(UTC)
+        started_at = self.started_at = datetime.now(UTC)
         self._emit(self._normaliser.make("run_start", data={
             "playbook": req.spec.name, "hosts": list(req.hosts), "check": req.check,
             "action": req.action, "toolbox_id": req.toolbox_id, "extravars": req.extravars,

@@ -47,7 +47,11 @@ class RunHandle:
             self._on_event(event)  # Execution logs and survives a failing callback
 
     def _work(self) -> None:
-        result = self._execution.run()
+        try:
+            result = self._execution.run()
+        except Exception as error:  # a bug in runner/: still end the run, never hang waiters
+            log.exception("run.worker_failed run_id=%s", self.run_id)
+            result = self._execution.crashed(error)
         with self._lock:
             self._result = result
             self._done.set()

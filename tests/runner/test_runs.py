@@ -266,3 +266,26 @@ def test_parallel_runs_and_connection_reuse(
 def _all_processes() -> list[str]:
     listing = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True)
     return listing.stdout.splitlines()
+
+
+def test_a_handle_streams_to_several_consumers_and_resumes_after_a_seq(
+    make_request: MakeRequest,
+) -> None:
+    persisted: list[RunEvent] = []
+    handle = start_run(make_request("probe.yml", ["toolbox-3"]), on_event=persisted.append)
+
+    async def consume(after: int) -> list[int]:
+        return [event.seq async for event in handle.events(after=after)]
+
+    async def both() -> tuple[list[int], list[int], str]:
+        everything, resumed = await asyncio.gather(consume(0), consume(3))
+        result = await handle.wait()
+        return everything, resumed, result.status
+
+    everything, resumed, status = asyncio.run(asyncio.wait_for(both(), timeout=240))
+    assert status == "successful" and handle.done
+    assert everything == list(range(1, len(everything) + 1)) and len(everything) > 10
+    assert resumed == everything[3:]
+    assert [e.seq for e in persisted] == everything
+    late = asyncio.run(consume(len(everything) - 1))  # a client reconnecting after the end
+    assert late == [everything[-1]]
