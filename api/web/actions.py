@@ -16,10 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.deps import ContextDep, SessionDep, visible_toolbox
-from api.errors import ApiError, InvalidInput
+from api.errors import ApiError, Conflict, InvalidInput
 from api.models import Toolbox, User
 from api.routes.execution import start
-from api.routes.runs import get_run, run_events
+from api.routes.runs import cancel_run, get_run, run_events
 from api.schemas.actions import TOOL_NAME
 from api.schemas.runs import RunOut
 from api.secret_box import unseal
@@ -147,6 +147,23 @@ def run_card(
     """The run as it stands (finished: with its result, message and real error)."""
     run: RunOut = get_run(run_id, browser.user, db)
     return render(request, "_run.html", {"run": run, "toolbox_id": toolbox_id})
+
+
+@router.post("/toolboxes/{toolbox_id}/runs/{run_id}/cancel", response_class=HTMLResponse)
+async def cancel(
+    request: Request,
+    toolbox_id: ToolboxIdPath,
+    run_id: RunIdPath,
+    browser: PostingBrowserDep,
+    context: ContextDep,
+    db: SessionDep,
+) -> HTMLResponse:
+    """Cancel a running run (as POST /api/v1/runs/{id}/cancel) and show how it ended."""
+    try:
+        run = await cancel_run(run_id=run_id, user=browser.user, session=db, context=context)
+    except Conflict:  # it ended meanwhile: show how
+        run = await run_in_threadpool(get_run, run_id, browser.user, db)
+    return render(request, "_run.html", {"run": run, "toolbox_id": toolbox_id}, headers=CHANGED)
 
 
 @router.get("/runs/{run_id}/events")

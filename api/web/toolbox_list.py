@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, SessionDep
 from api.errors import ApiError
+from api.monitoring.router import MonitorDep
 from api.routes.toolboxes import sync_toolboxes
 from api.web.auth import BrowserDep, PostingBrowserDep
 from api.web.templating import render
@@ -42,10 +44,15 @@ def toolbox_rows_fragment(request: Request, browser: BrowserDep, db: SessionDep)
 
 
 @router.post("/toolboxes/sync", response_class=HTMLResponse)
-def sync(
-    request: Request, browser: PostingBrowserDep, context: ContextDep, db: SessionDep
+async def sync(
+    request: Request,
+    browser: PostingBrowserDep,
+    context: ContextDep,
+    db: SessionDep,
+    monitor: MonitorDep,
 ) -> HTMLResponse:
-    """The same sync as POST /api/v1/toolboxes/sync (admins only), reported as a banner."""
+    """Import the droplets as POST /api/v1/toolboxes/sync does (admins only), then read
+    every toolbox's state as the monitor's sync does; reported as a banner."""
     if not browser.user.is_admin:
         return render(
             request,
@@ -54,7 +61,10 @@ def sync(
             status_code=403,
         )
     try:
-        report = sync_toolboxes(user=browser.user, context=context, session=db)
+        report = await run_in_threadpool(
+            sync_toolboxes, user=browser.user, context=context, session=db
+        )
+        states = await monitor.sync_all()
     except ApiError as error:
         return render(
             request,
@@ -63,8 +73,8 @@ def sync(
             status_code=error.status,
         )
     summary = (
-        f"{len(report.created)} new, {len(report.updated)} updated, "
-        f"{len(report.removed)} removed; {len(report.toolboxes)} toolboxes listed."
+        f"DigitalOcean: {len(report.created)} new, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed. State: {states.summary()}."
     )
     return render(
         request,

@@ -117,6 +117,8 @@
       htmx.ajax("GET", article.dataset.result, { target: article, swap: "outerHTML" })
         .then(() => htmx.trigger(document.body, "dtma:changed"));
     });
+    // The card is replaced (cancelled, or swapped for its result): stop listening.
+    article.addEventListener("htmx:beforeCleanupElement", () => { finished = true; source.close(); });
     source.onerror = () => {
       if (finished) return;
       if (source.readyState === EventSource.CLOSED) {
