@@ -30,6 +30,8 @@ from api.services.credentials import SshCredentials
 log = logging.getLogger("api.runs")
 
 IN_FLIGHT = ("queued", "running")
+# How long past its own timeout a run may go without a result before it is written off.
+WATCHDOG_GRACE_SECONDS = 120
 INTERRUPTED_MESSAGE = (
     "the console stopped while this run was in flight; what it did on the toolbox is "
     "unknown (look at the toolbox's state before acting again)"
@@ -211,7 +213,7 @@ class RunManager:
     # -- end ---------------------------------------------------------------------------------
     async def _finish(self, live: _Live) -> runner.ConsoleResult:
         try:
-            result = await live.handle.wait()
+            result = await self._outcome(live)
             await run_in_threadpool(self._close, live, result)
             RUNS.labels(live.action.name, result.status).inc()
             RUN_DURATION.labels(live.action.name, result.status).observe(result.duration_ms / 1000)
@@ -223,6 +225,31 @@ class RunManager:
             except Exception:
                 log.exception("after_run_hook_failed", extra={"run_id": live.run_id})
         return result
+
+    async def _outcome(self, live: _Live) -> runner.ConsoleResult:
+        """The runner's result; if it never reports one (its worker died), an `error`
+        result saying so once the run's own timeout is well past."""
+        started = utcnow()
+        deadline = self._context.settings.run_timeout + WATCHDOG_GRACE_SECONDS
+        try:
+            return await asyncio.wait_for(asyncio.shield(live.handle.wait()), deadline)
+        except TimeoutError:
+            live.handle.cancel()
+            finished = utcnow()
+            log.error("run_watchdog_fired", extra={"run_id": live.run_id})
+            return runner.ConsoleResult(
+                run_id=live.run_id,
+                action=live.action.name,
+                toolbox_id=live.toolbox_id,
+                status="error",
+                success=False,
+                message=f"{live.action.name} did not report an end",
+                error=f"the runner reported no result {deadline} s after the start; the run "
+                "was canceled and its outcome on the toolbox is unknown",
+                started_at=started,
+                finished_at=finished,
+                duration_ms=int((finished - started).total_seconds() * 1000),
+            )
 
     def _close(self, live: _Live, result: runner.ConsoleResult) -> None:
         with self._context.sessions.begin() as session:
@@ -312,7 +339,7 @@ class RunManager:
             runs = list(session.scalars(select(Run).where(Run.status.in_(IN_FLIGHT))))
             now = utcnow()
             for run in runs:
-                survivors = stop_run_processes(run.id, keep_masters=False)
+                survivors = stop_run_processes(run.id)
                 run.status, run.success, run.finished_at = "interrupted", False, now
                 run.error = INTERRUPTED_MESSAGE
                 if survivors:

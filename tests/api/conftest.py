@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
+from api import migrate
 from api.app import create_app
 from api.context import Context
-from api.db import session_scope
+from api.db import make_engine, session_scope
 from api.services import users
 from api.settings import Settings
+from sandbox.config import SandboxConfig
+from sandbox.emulator import Emulator, _Handler
+from sandbox.fleet import SandboxInfo
+from tests.api.console import Console, new_console, wait_until
 from tests.api.postgres import create_database, postgres_cluster
-from tests.api.server import live_server
+from tests.api.server import free_port, live_server
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +36,51 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Migrated databases that each test copies (much faster than migrating each time)."""
+    return {}
+
+
+def _template(
+    engine_name: str, templates: dict[str, str], request: pytest.FixtureRequest, tmp_root: Path
+) -> str:
+    if engine_name not in templates:
+        if engine_name == "sqlite":
+            url = f"sqlite:///{tmp_root / 'template.db'}"
+        else:
+            url = create_database(request.getfixturevalue("postgres_server"), "dtma_template")
+        engine = make_engine(Settings(database_url=url))
+        migrate.upgrade(engine)
+        engine.dispose()
+        templates[engine_name] = url
+    return templates[engine_name]
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each engine."""
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database with no tables, on each engine."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'console.db'}"
     server = request.getfixturevalue("postgres_server")
     return create_database(server, f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    migrated_templates: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """A fresh database at the newest schema, on each engine."""
+    template = _template(request.param, migrated_templates, request, tmp_path_factory.getbasetemp())
+    if request.param == "sqlite":
+        target = tmp_path / "console.db"
+        shutil.copyfile(template.removeprefix("sqlite:///"), target)
+        return f"sqlite:///{target}"
+    server = request.getfixturevalue("postgres_server")
+    return create_database(server, f"t_{uuid.uuid4().hex[:16]}", template="dtma_template")
 
 
 @pytest.fixture
@@ -87,3 +135,86 @@ def alice(context: Context) -> dict[str, str]:
 def bob(context: Context) -> dict[str, str]:
     user_id, token = make_token(context, "bob")
     return {"id": user_id, "token": token, "auth": f"Bearer {token}"}
+
+
+# -- the console against the sandbox fleet (tests marked `sandbox`) -------------------------
+@pytest.fixture(scope="session")
+def console(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """`dtma-console serve` on SQLite, toolboxes synced, an admin token, and the agent
+    installed on every droplet with the console's own per-toolbox tokens."""
+    workdir = tmp_path_factory.mktemp("console")
+    served = new_console(sandbox, workdir, f"sqlite:///{workdir / 'console.db'}")
+    created = served.cli("token", "create", "--user", "root", "--admin")
+    assert created.returncode == 0, created.stderr
+    served.token = created.stdout.strip().splitlines()[-1]
+    synced = served.cli("sync")
+    assert synced.returncode == 0, synced.stderr
+    served.start()
+    try:
+        with served.http() as http:
+            started = [
+                http.post(f"/api/v1/toolboxes/{toolbox['id']}/dtma/install", params={"wait": False})
+                for toolbox in http.get("/api/v1/toolboxes").json()
+            ]
+            for response in started:
+                assert response.status_code == 202, response.text
+            for response in started:
+                run = wait_for_run(http, response.json()["run_id"])
+                assert run["success"], run["error"]
+        yield served
+    finally:
+        served.stop()
+
+
+def wait_for_run(http: httpx.Client, run_id: str, timeout: float = 600) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        run: dict[str, Any] = http.get(f"/api/v1/runs/{run_id}").json()
+        return None if run["status"] == "running" else run
+
+    return cast(dict[str, Any], wait_until(ended, timeout, f"run {run_id} to end"))
+
+
+@pytest.fixture(scope="session")
+def toolboxes(console: Console) -> dict[str, dict[str, Any]]:
+    """The console's toolboxes by name."""
+    with console.http() as http:
+        return {t["name"]: t for t in http.get("/api/v1/toolboxes").json()}
+
+
+# -- the DigitalOcean API emulator, in process, with seeded droplets (no containers) ------
+@dataclass
+class SeededEmulator:
+    url: str
+    token: str
+    emulator: Emulator
+
+    def seed(self, droplets: list[dict[str, Any]]) -> None:
+        with self.emulator.state.lock:
+            self.emulator.state.droplets = {d["id"]: d for d in droplets}
+            self.emulator.state.save()
+
+
+def seeded_droplet(index: int, tags: list[str]) -> dict[str, Any]:
+    return {
+        "id": 500000000 + index,
+        "name": f"toolbox-{index}",
+        "status": "active",
+        "tags": tags,
+        "region": {"slug": "fra1", "name": "Frankfurt 1"},
+        "networks": {"v4": [{"ip_address": f"127.0.99.{index % 250 + 1}", "type": "public"}]},
+        "_index": index,
+    }
+
+
+@pytest.fixture
+def do_emulator(tmp_path: Path) -> Iterator[SeededEmulator]:
+    port = free_port()
+    config = SandboxConfig(state_dir=tmp_path, net="127.0.99", api_port=port, prefix="unit-")
+    emulator = Emulator(config, "emulator-token-0123456789", image=None)
+    handler = type("Handler", (_Handler,), {"emulator": emulator})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield SeededEmulator(f"http://127.0.0.1:{port}/v2", emulator.token, emulator)
+    server.shutdown()
+    server.server_close()

@@ -89,9 +89,10 @@ def postgres_cluster() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def create_database(server_url: str, name: str) -> str:
+def create_database(server_url: str, name: str, template: str | None = None) -> str:
     import psycopg
 
+    clause = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(f"{server_url}/postgres", autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"{clause}')
     return f"{server_url}/{name}"

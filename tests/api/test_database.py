@@ -13,8 +13,8 @@ from api.secret_box import seal
 from api.settings import Settings
 
 
-def test_migrations_create_exactly_the_models(database_url: str) -> None:
-    engine = make_engine(Settings(database_url=database_url))
+def test_migrations_create_exactly_the_models(empty_database_url: str) -> None:
+    engine = make_engine(Settings(database_url=empty_database_url))
     migrate.upgrade(engine)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -22,8 +22,8 @@ def test_migrations_create_exactly_the_models(database_url: str) -> None:
     engine.dispose()
 
 
-def test_migrations_downgrade_to_nothing_and_back(database_url: str) -> None:
-    engine = make_engine(Settings(database_url=database_url))
+def test_migrations_downgrade_to_nothing_and_back(empty_database_url: str) -> None:
+    engine = make_engine(Settings(database_url=empty_database_url))
     migrate.upgrade(engine)
     migrate.downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
@@ -34,8 +34,8 @@ def test_migrations_downgrade_to_nothing_and_back(database_url: str) -> None:
     engine.dispose()
 
 
-def test_datetimes_come_back_timezone_aware_and_json_round_trips(database_url: str) -> None:
-    settings = Settings(database_url=database_url)
+def test_datetimes_come_back_timezone_aware_and_json_round_trips(empty_database_url: str) -> None:
+    settings = Settings(database_url=empty_database_url)
     engine = make_engine(settings)
     migrate.upgrade(engine)
     from api.db import make_session_factory
@@ -63,13 +63,13 @@ def test_datetimes_come_back_timezone_aware_and_json_round_trips(database_url: s
     engine.dispose()
 
 
-def test_run_event_sequence_is_unique_per_run(database_url: str) -> None:
+def test_run_event_sequence_is_unique_per_run(empty_database_url: str) -> None:
     import pytest
     from sqlalchemy.exc import IntegrityError
 
     from api.models import Run, utcnow
 
-    engine = make_engine(Settings(database_url=database_url))
+    engine = make_engine(Settings(database_url=empty_database_url))
     migrate.upgrade(engine)
     from api.db import make_session_factory
 

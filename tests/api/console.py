@@ -1,0 +1,152 @@
+"""The console served for real: `dtma-console serve` in its own process, aimed at the
+sandbox fleet, and helpers to read ground truth from the droplets with `docker exec`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox.fleet import SandboxInfo
+from tests.api.server import free_port
+
+CLI = Path(sys.executable).parent / "dtma-console"
+
+
+def console_env(
+    sandbox: SandboxInfo, workdir: Path, database_url: str, port: int
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DTMA_DATABASE_URL": database_url,
+        "DTMA_HOST": "127.0.0.1",
+        "DTMA_PORT": str(port),
+        "DTMA_DO_API_URL": sandbox.api_url,
+        "DTMA_DO_API_TOKEN": sandbox.api_token,
+        "DTMA_SSH_KEY_FILE": str(sandbox.operator_key),
+        "DTMA_KNOWN_HOSTS_FILE": str(sandbox.known_hosts),
+        "DTMA_INVENTORY": str(sandbox.inventory),
+        "DTMA_MASTER_KEY_FILE": str(workdir / "master.key"),
+        "DTMA_RUNS_DIR": str(workdir / "runs"),
+        "DTMA_MONITOR_INTERVAL": "0",
+        "DTMA_LOG_LEVEL": "INFO",
+    }
+
+
+@dataclass
+class Console:
+    """One `dtma-console serve` process; restartable on the same database."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    token: str = ""
+    seen_bodies: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['DTMA_PORT']}"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(CLI), *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(CLI), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the console exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the console did not answer /healthz within 60 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def http(self, token: str | None = None, timeout: float = 300) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            event_hooks={"response": [self._remember]},
+        )
+
+    def _remember(self, response: httpx.Response) -> None:
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            response.read()
+            self.seen_bodies.append(response.text)
+
+
+def new_console(sandbox: SandboxInfo, workdir: Path, database_url: str) -> Console:
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = console_env(sandbox, workdir, database_url, free_port())
+    return Console(env=env, log_path=workdir / "console.log")
+
+
+# -- ground truth from the droplets --------------------------------------------------------
+def docker_exec(container: str, *command: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["docker", "exec", container, *command], capture_output=True, text=True, timeout=60
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker exec {container} {command}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def inspect_tool(container: str, name: str) -> dict[str, Any] | None:
+    """`docker inspect` of a tool instance inside a droplet; None when absent."""
+    out = subprocess.run(
+        ["docker", "exec", container, "docker", "inspect", name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if out.returncode != 0:
+        return None
+    found: list[dict[str, Any]] = json.loads(out.stdout)
+    return found[0]
+
+
+def agent_pid(container: str) -> int:
+    return int(docker_exec(container, "systemctl", "show", "-p", "MainPID", "--value", "dtma"))
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
