@@ -1,0 +1,190 @@
+"""Fixtures for the dtma role on the sandbox fleet: playbook runs and agent releases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dtma_agent import __version__ as BASE_VERSION
+
+from sandbox.config import PROJECT_ROOT
+from sandbox.fleet import Droplet, SandboxInfo
+
+AGENT_PORT = 30000
+REMOVE_AGENT = (
+    "systemctl disable --now dtma.service >/dev/null 2>&1; "
+    "rm -rf /opt/dtma /etc/dtma /etc/systemd/system/dtma.service; systemctl daemon-reload"
+)
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+    stats: dict[str, dict[str, int]]
+    results: dict[str, dict[str, Any]]
+
+    def failures(self) -> list[str]:
+        """Messages of the failed tasks, host by host."""
+        found = []
+        start = self.output.find("{")
+        report = json.JSONDecoder().raw_decode(self.output[start:])[0] if start >= 0 else {}
+        for play in report.get("plays", []):
+            for task in play["tasks"]:
+                for host, result in task["hosts"].items():
+                    if result.get("failed") and not result.get("ignore_errors"):
+                        found.append(f"{host}: {result.get('msg', '')}")
+        return found
+
+
+@dataclass
+class Release:
+    version: str
+    source: Path
+    wheelhouse_root: Path
+
+
+RunPlaybook = Callable[..., PlaybookRun]
+
+
+@pytest.fixture(scope="session")
+def token_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dtma-tokens")
+
+
+@pytest.fixture(scope="session")
+def run_playbook(
+    sandbox: SandboxInfo,
+    ansible_env: dict[str, str],
+    token_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RunPlaybook:
+    """Run playbooks/<name> as an operator would, reading the outcome from the json callback."""
+    vars_dir = tmp_path_factory.mktemp("dtma-extravars")
+    env = {
+        **ansible_env,
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_SHOW_CUSTOM_STATS": "1",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
+
+    def run(
+        playbook: str,
+        limit: str | None = None,
+        timeout: float = 600,
+        verbose: bool = False,
+        **extravars: Any,
+    ) -> PlaybookRun:
+        extravars.setdefault("dtma_token_dir", str(token_dir))
+        vars_file = vars_dir / f"{len(list(vars_dir.iterdir()))}.json"
+        vars_file.write_text(json.dumps(extravars))
+        command = [
+            str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(sandbox.inventory),
+            str(PROJECT_ROOT / "playbooks" / playbook),
+            "-e",
+            f"@{vars_file}",
+        ]
+        if limit:
+            command += ["-l", limit]
+        run_env = env
+        if verbose:  # -vvv output does not mix with the json callback: only the text is kept
+            command.append("-vvv")
+            run_env = {**env, "ANSIBLE_STDOUT_CALLBACK": "default"}
+        done = subprocess.run(
+            command, cwd=PROJECT_ROOT, env=run_env, capture_output=True, text=True, timeout=timeout
+        )
+        if verbose:
+            return PlaybookRun(done.returncode, done.stdout + done.stderr, {}, {})
+        start = done.stdout.find("{")
+        report = json.loads(done.stdout[start:]) if start >= 0 else {}
+        results = report.get("global_custom_stats", {}).get("dtma_result", {})
+        return PlaybookRun(
+            done.returncode, done.stdout + done.stderr, report.get("stats", {}), results
+        )
+
+    return run
+
+
+def docker_exec(droplet: Droplet, command: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", droplet.container, "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def main_pid(droplet: Droplet) -> int:
+    return int(docker_exec(droplet, "systemctl show -p MainPID --value dtma.service") or 0)
+
+
+def health(droplet: Droplet) -> dict[str, Any] | None:
+    try:
+        answer = httpx.get(f"http://{droplet.address}:{AGENT_PORT}/health", timeout=5)
+    except httpx.TransportError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def current_release(droplet: Droplet) -> str:
+    return Path(docker_exec(droplet, "readlink /opt/dtma/current")).name
+
+
+def make_release(base: Path, version: str, broken: bool = False) -> Release:
+    """A copy of agent/ with another version (and, if broken, an agent that cannot start)."""
+    source = base / "agent"
+    shutil.copytree(
+        PROJECT_ROOT / "agent",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
+    )
+    init = source / "dtma_agent" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{BASE_VERSION}"', f'"{version}"'))
+    if broken:
+        with (source / "dtma_agent" / "app.py").open("a") as app:
+            app.write('\nraise RuntimeError("deliberately broken release")\n')
+    return Release(version, source, base / "wheelhouse")
+
+
+@pytest.fixture(scope="session")
+def newer_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    return make_release(tmp_path_factory.mktemp("release-newer"), f"{BASE_VERSION}+test.newer")
+
+
+@pytest.fixture(scope="session")
+def broken_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    return make_release(
+        tmp_path_factory.mktemp("release-broken"), f"{BASE_VERSION}+test.broken", broken=True
+    )
+
+
+def remove_agent(droplet: Droplet) -> None:
+    docker_exec(droplet, REMOVE_AGENT)
+
+
+@pytest.fixture(scope="session")
+def fresh_fleet(sandbox: SandboxInfo) -> SandboxInfo:
+    """Every droplet without any trace of the agent, as a new droplet is."""
+    for droplet in sandbox.droplets:
+        remove_agent(droplet)
+    return sandbox
+
+
+@pytest.fixture(scope="session")
+def installed(fresh_fleet: SandboxInfo, run_playbook: RunPlaybook) -> PlaybookRun:
+    """The agent installed on every droplet by one playbook run."""
+    return run_playbook("dtma_install.yml")
+
+
+def token_of(token_dir: Path, droplet: Droplet) -> str:
+    return (token_dir / droplet.name).read_text().strip()

@@ -1,0 +1,279 @@
+"""The dtma role on the sandbox fleet, each outcome checked from outside the playbook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from dtma_agent import __version__ as BASE_VERSION
+
+from sandbox.fleet import SandboxInfo
+
+from .conftest import (
+    AGENT_PORT,
+    PlaybookRun,
+    Release,
+    RunPlaybook,
+    current_release,
+    docker_exec,
+    health,
+    main_pid,
+    remove_agent,
+    token_of,
+)
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_install_on_every_droplet_in_one_run(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, token_dir: Path
+) -> None:
+    assert installed.rc == 0, installed.failures()
+    assert set(installed.results) == {d.name for d in fresh_fleet.droplets}
+    for droplet in fresh_fleet.droplets:
+        result = installed.results[droplet.name]
+        assert result["action"] == "install"
+        assert result["healthy"] is True
+        assert result["version_after"] == BASE_VERSION
+        assert result["pid_after"] == main_pid(droplet) != 0
+        answer = health(droplet)
+        assert answer is not None and answer["version"] == BASE_VERSION
+        assert docker_exec(droplet, "systemctl is-enabled dtma.service") == "enabled"
+        assert docker_exec(droplet, "systemctl is-active dtma.service") == "active"
+        assert docker_exec(droplet, "stat -c '%a %U' /etc/dtma/dtma.env") == "600 root"
+        assert current_release(droplet) == BASE_VERSION
+        token_file = token_dir / droplet.name
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        assert token_of(token_dir, droplet) not in installed.output
+
+
+def test_a_second_install_changes_nothing(
+    installed: PlaybookRun, run_playbook: RunPlaybook
+) -> None:
+    again = run_playbook("dtma_install.yml")
+    assert again.rc == 0, again.failures()
+    assert {host: stats["changed"] for host, stats in again.stats.items()} == {
+        host: 0 for host in installed.stats
+    }
+
+
+def test_restart_changes_the_main_pid_and_the_agent_answers(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    droplet = fresh_fleet.droplets[0]
+    before = main_pid(droplet)
+    run = run_playbook("dtma_restart.yml", limit=droplet.name)
+    after = main_pid(droplet)
+    assert run.rc == 0, run.failures()
+    assert after not in (0, before)
+    result = run.results[droplet.name]
+    assert (result["pid_before"], result["pid_after"]) == (before, after)
+    assert result["healthy"] is True and result["version_after"] == BASE_VERSION
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+
+
+def test_status_reports_every_healthy_agent(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    run = run_playbook("dtma_status.yml")
+    assert run.rc == 0, run.failures()
+    for droplet in fresh_fleet.droplets:
+        result = run.results[droplet.name]
+        assert result["healthy"] is True and result["reason"] is None
+        assert result["active_state"] == "active" and result["enabled"] is True
+        assert result["version_after"] == BASE_VERSION
+        assert result["pid_after"] == main_pid(droplet)
+    assert all(stats["changed"] == 0 for stats in run.stats.values())
+
+
+def test_redeploy_to_a_newer_release_and_back_keeping_the_newest(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    newer_release: Release,
+) -> None:
+    droplet = fresh_fleet.droplets[1]
+    pid = main_pid(droplet)
+    up = run_playbook(
+        "dtma_redeploy.yml",
+        limit=droplet.name,
+        dtma_agent_source_dir=str(newer_release.source),
+        dtma_wheelhouse_root=str(newer_release.wheelhouse_root),
+    )
+    assert up.rc == 0, up.failures()
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == newer_release.version
+    assert current_release(droplet) == newer_release.version
+    assert main_pid(droplet) not in (0, pid)
+    result = up.results[droplet.name]
+    assert (result["version_before"], result["version_after"]) == (
+        BASE_VERSION,
+        newer_release.version,
+    )
+    assert result["rolled_back"] is False and result["pid_before"] == pid
+
+    back = run_playbook(
+        "dtma_redeploy.yml", limit=droplet.name, dtma_version=BASE_VERSION, dtma_releases_keep=2
+    )
+    assert back.rc == 0, back.failures()
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+    assert back.results[droplet.name]["version_before"] == newer_release.version
+    kept = set(docker_exec(droplet, "ls /opt/dtma/releases").split())
+    assert kept == {BASE_VERSION, newer_release.version}
+
+
+def test_rollback_returns_to_the_previous_or_a_named_release(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    newer_release: Release,
+) -> None:
+    droplet = fresh_fleet.droplets[1]  # after the redeploy test: current base, previous newer
+    pid = main_pid(droplet)
+    rollback = run_playbook("dtma_rollback.yml", limit=droplet.name)
+    assert rollback.rc == 0, rollback.failures()
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == newer_release.version
+    assert main_pid(droplet) not in (0, pid)
+    assert Path(docker_exec(droplet, "readlink /opt/dtma/previous")).name == BASE_VERSION
+    result = rollback.results[droplet.name]
+    assert (result["action"], result["version_after"]) == ("rollback", newer_release.version)
+
+    missing = run_playbook(
+        "dtma_rollback.yml", limit=droplet.name, dtma_rollback_version="0.0.0-not-installed"
+    )
+    assert missing.rc != 0
+    assert any("0.0.0-not-installed is not installed" in f for f in missing.failures())
+    assert current_release(droplet) == newer_release.version
+
+    named = run_playbook(
+        "dtma_rollback.yml", limit=droplet.name, dtma_rollback_version=BASE_VERSION
+    )
+    assert named.rc == 0, named.failures()
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+
+
+def test_a_broken_release_rolls_back_and_the_run_fails_with_the_reason(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    broken_release: Release,
+) -> None:
+    droplet = fresh_fleet.droplets[0]
+    run = run_playbook(
+        "dtma_redeploy.yml",
+        limit=droplet.name,
+        dtma_agent_source_dir=str(broken_release.source),
+        dtma_wheelhouse_root=str(broken_release.wheelhouse_root),
+        dtma_health_timeout=8,
+    )
+    assert run.rc != 0
+    result = run.results[droplet.name]
+    assert result["rolled_back"] is True
+    assert result["healthy"] is True
+    assert result["version_after"] == BASE_VERSION
+    assert f"redeploy to DTMA agent {broken_release.version} failed" in result["reason"]
+    assert "deliberately broken release" in result["reason"]
+    assert f"rolled back to {BASE_VERSION}" in result["reason"]
+    assert any("rolled back" in f for f in run.failures())
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+    assert current_release(droplet) == BASE_VERSION
+    assert docker_exec(droplet, "systemctl is-active dtma.service") == "active"
+
+
+def test_a_stopped_agent_is_reported_down_and_restart_brings_it_back(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    droplet = fresh_fleet.droplets[0]
+    docker_exec(droplet, "systemctl stop dtma.service")
+    status = run_playbook("dtma_status.yml", limit=droplet.name)
+    assert status.rc == 0, status.failures()
+    down = status.results[droplet.name]
+    assert down["healthy"] is False
+    assert down["active_state"] == "inactive"
+    assert down["pid_after"] == 0
+    assert down["reason"] == "the DTMA service is inactive"
+    assert health(droplet) is None
+
+    restart = run_playbook("dtma_restart.yml", limit=droplet.name)
+    assert restart.rc == 0, restart.failures()
+    assert restart.results[droplet.name]["pid_after"] == main_pid(droplet) != 0
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+
+
+def test_restart_without_an_agent_fails_and_says_so(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    droplet = fresh_fleet.droplets[2]
+    remove_agent(droplet)
+    try:
+        run = run_playbook("dtma_restart.yml", limit=droplet.name)
+        assert run.rc != 0
+        assert run.results[droplet.name]["healthy"] is False
+        assert "not installed" in run.results[droplet.name]["reason"]
+        status = run_playbook("dtma_status.yml", limit=droplet.name)
+        assert status.results[droplet.name]["installed"] is False
+        assert status.results[droplet.name]["reason"] == "the DTMA agent is not installed"
+    finally:
+        reinstall = run_playbook("dtma_install.yml", limit=droplet.name)
+    assert reinstall.rc == 0, reinstall.failures()
+
+
+@pytest.mark.parametrize(
+    ("extravars", "message"),
+    [
+        ({"dtma_version": "../../etc"}, "dtma_version and dtma_rollback_version must match"),
+        ({"dtma_releases_keep": 1}, "dtma_releases_keep at"),
+        ({"dtma_agent_port": "port"}, "dtma_agent_port"),
+        ({"dtma_agent_token": "short"}, "dtma_agent_token must be at least 16"),
+    ],
+)
+def test_bad_inputs_fail_naming_the_field_and_change_nothing(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    extravars: dict[str, object],
+    message: str,
+) -> None:
+    droplet = fresh_fleet.droplets[1]
+    pid = main_pid(droplet)
+    env_before = docker_exec(droplet, "sha256sum /etc/dtma/dtma.env")
+    run = run_playbook("dtma_install.yml", limit=droplet.name, **extravars)
+    assert run.rc != 0
+    assert any(message in failure for failure in run.failures()), run.failures()
+    assert main_pid(droplet) == pid
+    assert docker_exec(droplet, "sha256sum /etc/dtma/dtma.env") == env_before
+    assert current_release(droplet) == BASE_VERSION
+
+
+def test_an_unknown_action_is_refused_by_the_argument_spec(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    droplet = fresh_fleet.droplets[0].name
+    run = run_playbook("dtma_status.yml", limit=droplet, dtma_action="explode")
+    assert run.rc != 0
+    assert any("dtma_action" in failure for failure in run.failures())
+
+
+def test_a_given_token_is_used_and_never_printed(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook, token_dir: Path
+) -> None:
+    droplet = fresh_fleet.droplets[1]
+    token = "console-given-token-" + "k3" * 12
+    run = run_playbook("dtma_install.yml", limit=droplet.name, verbose=True, dtma_agent_token=token)
+    try:
+        assert run.rc == 0, run.failures()
+        assert token not in run.output
+        url = f"http://{droplet.address}:{AGENT_PORT}/status"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        old = token_of(token_dir, droplet)
+        assert httpx.get(url, headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    finally:
+        restore = run_playbook("dtma_install.yml", limit=droplet.name)
+    assert restore.rc == 0, restore.failures()
