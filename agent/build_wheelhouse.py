@@ -75,6 +75,16 @@ def locked_pins(lock_file: Path, root: str = PACKAGE) -> list[str]:
     return sorted(pins)
 
 
+def lock_file(source: Path, explicit: Path | None) -> Path | None:
+    """The uv.lock that pins the release: given, beside the source, or this repository's."""
+    if explicit is not None:
+        return explicit
+    for candidate in (source.parent / "uv.lock", AGENT_DIR.parent / "uv.lock"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def pip_command(tools_dir: Path) -> list[str]:
     """pip from a private venv, so the caller's interpreter needs no pip of its own."""
     python = tools_dir / "bin" / "python"
@@ -145,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=AGENT_DIR, help="the agent project")
     parser.add_argument("--out", type=Path, default=AGENT_DIR.parent / ".wheelhouse")
-    parser.add_argument("--lock", type=Path, default=AGENT_DIR.parent / "uv.lock")
+    parser.add_argument(
+        "--lock", type=Path, help="pins (default: the source's ../uv.lock, else this repo's)"
+    )
     parser.add_argument("--python-version", default="3.11", help="the droplets' Python")
     parser.add_argument("--arch", default=platform.machine(), help="the droplets' CPU")
     parser.add_argument("--force", action="store_true", help="rebuild an existing release")
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_version:
             print(source_version(source))
             return 0
-        lock = args.lock if args.lock.is_file() else None
+        lock = lock_file(source, args.lock)
         platforms = [f"{tag}_{args.arch}" for tag in MANYLINUX_TAGS]
         target = build(source, args.out.resolve(), lock, args.python_version, platforms, args.force)
     except (WheelhouseError, OSError) as exc:

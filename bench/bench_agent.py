@@ -11,7 +11,9 @@ Both sides run in the same process, one after the other, against the same sandbo
 Prints p50/p99 latency and requests/s per side and the ratios. Loops are bounded by count and
 by a time budget; traffic goes only to the sandbox's loopback addresses.
 
-    DTMA_SANDBOX_...=... .venv/bin/python bench/bench_agent.py [--droplet toolbox-1] [--requests 500]
+    .venv/bin/python bench/bench_agent.py [--droplet toolbox-1] [--requests 500]
+
+(with the DTMA_SANDBOX_* variables of the sandbox to use).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sandbox.config import PROJECT_ROOT, SandboxConfig
 AGENT_PORT = 30000
 SSH_PROBE = "systemctl is-active dtma.service; docker ps -a --format '{{.Names}} {{.State}}'"
 TIME_BUDGET_S = 60.0
+OPERATOR_TOKEN_DIR = Path("~/.dtma/tokens").expanduser()  # the role's dtma_token_dir default
 
 
 @dataclass
@@ -98,8 +101,8 @@ def measure_concurrent(
     return summarize(name, latencies, time.perf_counter() - started)
 
 
-def ensure_agent(info: fleet.SandboxInfo, droplet: str, token_dir: Path) -> str:
-    """Install the agent on the droplet (idempotent) and return its token."""
+def ensure_agent(info: fleet.SandboxInfo, droplet: str) -> str:
+    """Install the agent on the droplet (idempotent) and return its token, as an operator would."""
     done = subprocess.run(
         [
             str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
@@ -108,8 +111,6 @@ def ensure_agent(info: fleet.SandboxInfo, droplet: str, token_dir: Path) -> str:
             str(PROJECT_ROOT / "playbooks" / "dtma_install.yml"),
             "-l",
             droplet,
-            "-e",
-            f"dtma_token_dir={token_dir}",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -118,7 +119,7 @@ def ensure_agent(info: fleet.SandboxInfo, droplet: str, token_dir: Path) -> str:
     )
     if done.returncode != 0:
         sys.exit(f"installing the agent on {droplet} failed:\n{done.stdout[-2000:]}")
-    return (token_dir / droplet).read_text().strip()
+    return (OPERATOR_TOKEN_DIR / droplet).read_text().strip()
 
 
 def ssh_command(info: fleet.SandboxInfo, address: str, control: Path | None) -> list[str]:
@@ -150,14 +151,15 @@ def main() -> int:
     info = fleet.info(SandboxConfig.from_env())
     droplet = info.droplet(args.droplet)
     with tempfile.TemporaryDirectory(prefix="dtma-bench-") as scratch:
-        token = ensure_agent(info, droplet.name, Path(scratch) / "tokens")
+        token = ensure_agent(info, droplet.name)
         url = f"http://{droplet.address}:{AGENT_PORT}/status"
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
             client.get(url).raise_for_status()  # warm the connection and the agent
-            agent = measure(
-                "agent GET /status", lambda: client.get(url).raise_for_status(), args.requests,
-                TIME_BUDGET_S,
-            )  # fmt: skip
+
+            def read_status() -> None:
+                client.get(url).raise_for_status()
+
+            agent = measure("agent GET /status", read_status, args.requests, TIME_BUDGET_S)
         agent_parallel = measure_concurrent(
             "agent GET /status x4", url, token, 4, args.requests // 4, TIME_BUDGET_S
         )

@@ -47,8 +47,12 @@ class PlaybookRun:
 @dataclass
 class Release:
     version: str
-    source: Path
+    repo: Path  # a git repository: agent/ and uv.lock, committed on branch main
     wheelhouse_root: Path
+
+    @property
+    def source(self) -> Path:
+        return self.repo / "agent"
 
 
 RunPlaybook = Callable[..., PlaybookRun]
@@ -141,19 +145,24 @@ def current_release(droplet: Droplet) -> str:
 
 
 def make_release(base: Path, version: str, broken: bool = False) -> Release:
-    """A copy of agent/ with another version (and, if broken, an agent that cannot start)."""
-    source = base / "agent"
+    """A git repository holding a copy of agent/ with another version (and, if broken, an
+    agent that cannot start), usable as a source directory or as a git source."""
+    repo = base / "repo"
     shutil.copytree(
         PROJECT_ROOT / "agent",
-        source,
+        repo / "agent",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
     )
-    init = source / "dtma_agent" / "__init__.py"
+    shutil.copy(PROJECT_ROOT / "uv.lock", repo / "uv.lock")
+    init = repo / "agent" / "dtma_agent" / "__init__.py"
     init.write_text(init.read_text().replace(f'"{BASE_VERSION}"', f'"{version}"'))
     if broken:
-        with (source / "dtma_agent" / "app.py").open("a") as app:
+        with (repo / "agent" / "dtma_agent" / "app.py").open("a") as app:
             app.write('\nraise RuntimeError("deliberately broken release")\n')
-    return Release(version, source, base / "wheelhouse")
+    git = ["git", "-C", str(repo), "-c", "user.name=dtma-tests", "-c", "user.email=tests@dtma"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", version]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    return Release(version, repo, base / "wheelhouse")
 
 
 @pytest.fixture(scope="session")

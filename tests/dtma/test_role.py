@@ -88,7 +88,7 @@ def test_status_reports_every_healthy_agent(
     assert all(stats["changed"] == 0 for stats in run.stats.values())
 
 
-def test_redeploy_to_a_newer_release_and_back_keeping_the_newest(
+def test_redeploy_to_a_newer_release_from_git_and_back_keeping_the_newest(
     installed: PlaybookRun,
     fresh_fleet: SandboxInfo,
     run_playbook: RunPlaybook,
@@ -96,10 +96,12 @@ def test_redeploy_to_a_newer_release_and_back_keeping_the_newest(
 ) -> None:
     droplet = fresh_fleet.droplets[1]
     pid = main_pid(droplet)
-    up = run_playbook(
+    up = run_playbook(  # the newer release comes from git, the alternative source
         "dtma_redeploy.yml",
         limit=droplet.name,
-        dtma_agent_source_dir=str(newer_release.source),
+        dtma_source="git",
+        dtma_git_repo=str(newer_release.repo),
+        dtma_git_ref="main",
         dtma_wheelhouse_root=str(newer_release.wheelhouse_root),
     )
     assert up.rc == 0, up.failures()
