@@ -10,21 +10,27 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
 
+from api import migrate
 from api.app import create_app
 from api.context import Context
 from api.db import session_scope
+from api.models import Toolbox
 from api.monitoring import Monitor
+from api.secret_box import seal
 from api.services import users
 from api.settings import Settings
 from sandbox.fleet import SandboxInfo
@@ -71,15 +77,16 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            path = urlsplit(self.path).path
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
             with receiver.lock:
-                receiver.received.append(Received(self.path, body, time.monotonic()))
-                key = f"{body.get('alert', {}).get('id')}:{body.get('event')}"
+                receiver.received.append(Received(path, body, time.monotonic()))
+                key = f"{path}:{body.get('alert', {}).get('id')}:{body.get('event')}"
                 tries = receiver._flaky[key] = receiver._flaky.get(key, 0) + 1
-            if self.path == "/slow":
+            if path == "/slow":
                 time.sleep(30)
-            failing = self.path == "/down" or (self.path == "/flaky" and tries <= 2)
+            failing = path == "/down" or (path == "/flaky" and tries <= 2)
             self.send_response(500 if failing else 200)
             self.send_header("content-length", "2")
             self.end_headers()
@@ -253,3 +260,42 @@ def echo_everywhere(console: Console, toolboxes: dict[str, dict[str, Any]]) -> s
         for run_id in runs:
             assert wait_for_run(http, run_id)["status"] == "successful"
     return "echo"
+
+
+# -- without the sandbox: a migrated database on each engine ---------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    from tests.api.postgres import postgres_cluster
+
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'console.db'}"
+    from tests.api.postgres import create_database
+
+    server = request.getfixturevalue("postgres_server")
+    return create_database(server, f"m_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def sqlite_context(tmp_path: Path) -> Iterator[Context]:
+    """A migrated SQLite database and its context (no service running)."""
+    context = Context.build(Settings(database_url=f"sqlite:///{tmp_path / 'console.db'}"))
+    migrate.upgrade(context.engine)
+    yield context
+    context.engine.dispose()
+
+
+def add_toolbox(sessions: sessionmaker[Session], name: str, owner_id: str | None = None) -> str:
+    with session_scope(sessions) as session:
+        toolbox = Toolbox(
+            droplet_id=abs(hash(name)) % 10**9, name=name, address="127.0.0.1",
+            owner_id=owner_id, agent_token_ciphertext=seal("t" * 32),
+        )  # fmt: skip
+        session.add(toolbox)
+        session.flush()
+        return toolbox.id

@@ -94,14 +94,16 @@ def test_one_unreachable_droplet_does_not_delay_the_others_beyond_its_timeout(
     # Bounded by the agent timeout plus the SSH probe's.
     assert report.duration_ms < (settings.agent_timeout + 3 * settings.ssh_probe_timeout + 3) * 1000
     others = [r for name, r in by_name.items() if name != paused_droplet.name]
-    assert others and all(r.status == "up" and r.duration_ms < 1500 for r in others), others
+    assert others and all(r.status == "up" for r in others), others
+    assert all(r.duration_ms < settings.agent_timeout * 1000 for r in others), others
     # The others were written while the hung one was still being waited for.
+    hung_ended = report.started_at + timedelta(milliseconds=hung.duration_ms)
     with console.http() as http:
         for other in others:
             row = http.get(f"/api/v1/toolboxes/{other.toolbox_id}").json()
             assert row["status"] == "up"
             written = when(row["updated_at"])
-            assert written < report.started_at + timedelta(seconds=1.5), written
+            assert written < hung_ended - timedelta(seconds=1), (written, hung_ended)
         hung_row = http.get(f"/api/v1/toolboxes/{toolboxes[paused_droplet.name]['id']}").json()
     assert hung_row["status"] == "unreachable"
     assert "agent:" in hung_row["last_error"]

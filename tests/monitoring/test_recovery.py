@@ -1,0 +1,223 @@
+"""Detection, alerts and automatic recovery on the sandbox, each cycle driven by the test:
+a stopped agent and a crashed tool are repaired without a human (each repair a normal run),
+a tool in a crash loop is given up on after the limit, and a tool an operator stopped
+through the console is left alone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.fleet import SandboxInfo
+from tests.monitoring.conftest import (
+    Console,
+    WebhookReceiver,
+    deploy_tool,
+    docker_on,
+    managed_containers,
+    remove_tool,
+)
+
+pytestmark = pytest.mark.sandbox
+
+
+def cycle(console: Console) -> list[str]:
+    """One monitoring cycle, returning once its repairs and their follow-up syncs ended."""
+    return console.call(console.monitor.run_cycle(wait=True)).recovery_runs
+
+
+def alerts(http: httpx.Client, toolbox_id: str, check: str) -> list[dict[str, Any]]:
+    listed = http.get("/api/v1/alerts", params={"toolbox_id": toolbox_id}).json()
+    return [a for a in listed if a["check"] == check]
+
+
+def check_of(http: httpx.Client, toolbox_id: str, check: str) -> dict[str, Any]:
+    health = http.get(f"/api/v1/toolboxes/{toolbox_id}/health").json()
+    return next(c for c in health["checks"] if c["check"] == check)
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def unit_state(container: str) -> str:
+    return docker_on(container, "systemctl", "is-active", "dtma", check=False).strip()
+
+
+@pytest.fixture
+def settings_of(console: Console) -> Iterator[Any]:
+    """PATCH a toolbox's monitoring settings; every override is reset afterwards."""
+    touched: set[str] = set()
+
+    def apply(toolbox_id: str, **values: Any) -> dict[str, Any]:
+        touched.add(toolbox_id)
+        with console.http() as http:
+            answer = http.patch(f"/api/v1/toolboxes/{toolbox_id}/monitoring", json=values)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    yield apply
+    reset = dict.fromkeys(
+        ("cpu_threshold", "memory_threshold", "disk_threshold", "agent_down_checks",
+         "threshold_checks", "recovery_enabled", "recovery_max_attempts",
+         "recovery_window_seconds"),
+    )  # fmt: skip
+    for toolbox_id in touched:
+        apply(toolbox_id, **reset)
+
+
+def test_agent_stopped_by_hand_is_alerted_restarted_by_a_run_and_resolved(
+    console: Console,
+    sandbox: SandboxInfo,
+    toolboxes: dict[str, dict[str, Any]],
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    droplet = sandbox.droplet("toolbox-2")
+    toolbox_id = toolboxes[droplet.name]["id"]
+    docker_on(droplet.container, "systemctl", "stop", "dtma")
+    assert unit_state(droplet.container) == "inactive"
+    with console.http() as http:
+        # agent_down_checks defaults to 2: the first failed look is only pending.
+        assert cycle(console) == []
+        pending = check_of(http, toolbox_id, "agent")
+        assert pending["state"] == "pending" and pending["consecutive_failures"] == 1
+        assert alerts(http, toolbox_id, "agent") == []
+        health = http.get(f"/api/v1/toolboxes/{toolbox_id}/health").json()
+        assert health["status"] == "down" and health["verdict"] == "degraded"
+
+        recovery_runs = cycle(console)
+        assert len(recovery_runs) == 1
+        run = http.get(f"/api/v1/runs/{recovery_runs[0]}").json()
+        assert run["action"] == "dtma.restart" and run["playbook"] == "dtma_restart.yml"
+        assert run["status"] == "successful", run
+        assert run["toolbox_id"] == toolbox_id
+        listed = http.get("/api/v1/runs", params={"toolbox_id": toolbox_id}).json()
+        assert recovery_runs[0] in [r["id"] for r in listed]
+
+        assert unit_state(droplet.container) == "active"
+        [alert] = alerts(http, toolbox_id, "agent")
+        assert alert["state"] == "resolved", alert
+        assert alert["recovery"] == "succeeded" and alert["recovery_attempts"] == 1
+        detail = http.get(f"/api/v1/alerts/{alert['id']}").json()
+        assert [a["run_id"] for a in detail["recovery_history"]] == recovery_runs
+        assert [n["event"] for n in detail["notifications"]] == ["opened", "resolved"]
+        assert all(n["status"] == "delivered" for n in detail["notifications"])
+        assert http.get(f"/api/v1/toolboxes/{toolbox_id}").json()["status"] == "up"
+    assert webhook_receiver.events_for(alert["id"]) == ["opened", "resolved"]
+    opened = webhook_receiver.bodies()[-2]
+    assert opened["text"].startswith("[ALERT] critical on toolbox-2 (agent)")
+
+
+def test_crashing_tool_is_restarted_up_to_the_limit_then_recovery_gives_up(
+    console: Console,
+    sandbox: SandboxInfo,
+    toolboxes: dict[str, dict[str, Any]],
+    webhook_receiver: WebhookReceiver,
+    settings_of: Any,
+) -> None:
+    droplet = sandbox.droplet("toolbox-1")
+    toolbox_id = toolboxes[droplet.name]["id"]
+    settings_of(toolbox_id, recovery_max_attempts=2)
+    tool, check = "crashy-limit", "tool_exited:crashy-limit"
+    with console.http() as http:
+        # No restart policy: when it crashes, only the console's recovery brings it back.
+        deploy_tool(http, toolbox_id, tool, "dtma-tool-crashy:1.0", restart_policy="no")
+        try:
+            for attempt in (1, 2):
+                wait_until(
+                    lambda: managed_containers(droplet.container).get(tool) == "exited",
+                    30,
+                    "the crashy tool to exit",
+                )
+                started = cycle(console)
+                assert len(started) == 1, f"attempt {attempt}: {started}"
+                run = http.get(f"/api/v1/runs/{started[0]}").json()
+                assert run["action"] == "tool.restart", run
+                assert run["request"]["parameters"] == {"name": tool}
+            wait_until(
+                lambda: managed_containers(droplet.container).get(tool) == "exited",
+                30,
+                "the crashy tool to exit a third time",
+            )
+            assert cycle(console) == []  # the limit is reached: no third attempt
+            [alert] = [a for a in alerts(http, toolbox_id, check) if a["state"] == "open"]
+            assert alert["recovery"] == "gave_up", alert
+            assert cycle(console) == []  # and it stays given up
+            logs = docker_on(droplet.container, "docker", "logs", tool)
+            assert logs.count("crashy tool: starting") == 3  # deployed once, restarted twice
+            assert managed_containers(droplet.container)[tool] == "exited"
+            every = [a for a in alerts(http, toolbox_id, check)]
+            attempts = sum(a["recovery_attempts"] for a in every)
+            assert attempts == 2, every
+            console.call(console.monitor.drain(30))
+            gave_up = [
+                b for b in webhook_receiver.bodies()
+                if b["event"] == "gave_up" and b["alert"]["id"] == alert["id"]
+            ]  # fmt: skip
+            assert len(gave_up) == 1
+            assert (
+                "RECOVERY GAVE UP" in gave_up[0]["text"]
+                and "2 recovery attempt" in (gave_up[0]["text"])
+            )
+        finally:
+            remove_tool(http, toolbox_id, tool)
+        cycle(console)
+        assert all(a["state"] == "resolved" for a in alerts(http, toolbox_id, check))
+
+
+def test_tool_stopped_through_the_console_stays_stopped(
+    console: Console, sandbox: SandboxInfo, toolboxes: dict[str, dict[str, Any]]
+) -> None:
+    droplet = sandbox.droplet("toolbox-3")
+    toolbox_id = toolboxes[droplet.name]["id"]
+    tool = "quiet"
+    with console.http() as http:
+        deploy_tool(http, toolbox_id, tool, "dtma-tool-echo:1.0")
+        try:
+            stopped = http.post(f"/api/v1/toolboxes/{toolbox_id}/tools/{tool}/stop")
+            assert stopped.status_code == 200, stopped.text
+            for _ in range(2):
+                assert cycle(console) == []
+            assert managed_containers(droplet.container)[tool] == "exited"
+            state = check_of(http, toolbox_id, f"tool_exited:{tool}")
+            assert state["state"] == "ok" and "stopped through the console" in state["message"]
+            assert alerts(http, toolbox_id, f"tool_exited:{tool}") == []
+        finally:
+            remove_tool(http, toolbox_id, tool)
+
+
+def test_tool_exited_behind_the_back_is_restarted_unless_recovery_is_off(
+    console: Console,
+    sandbox: SandboxInfo,
+    toolboxes: dict[str, dict[str, Any]],
+    settings_of: Any,
+) -> None:
+    droplet = sandbox.droplet("toolbox-3")
+    toolbox_id = toolboxes[droplet.name]["id"]
+    tool, check = "stopped-by-hand", "tool_exited:stopped-by-hand"
+    with console.http() as http:
+        deploy_tool(http, toolbox_id, tool, "dtma-tool-echo:1.0")
+        try:
+            settings_of(toolbox_id, recovery_enabled=False)
+            docker_on(droplet.container, "docker", "stop", tool)
+            assert cycle(console) == []
+            [alert] = alerts(http, toolbox_id, check)
+            assert alert["state"] == "open" and alert["recovery"] == "off"
+            assert managed_containers(droplet.container)[tool] == "exited"
+
+            settings_of(toolbox_id, recovery_enabled=None)  # back to the default: on
+            started = cycle(console)
+            assert len(started) == 1
+            assert managed_containers(droplet.container)[tool] == "running"
+            [alert] = alerts(http, toolbox_id, check)
+            assert alert["state"] == "resolved" and alert["recovery"] == "succeeded"
+        finally:
+            remove_tool(http, toolbox_id, tool)
