@@ -46,7 +46,6 @@ class Settings(BaseSettings):
     agent_port: int = Field(default=30000, ge=1, le=65535)
     agent_timeout: float = Field(default=3.0, gt=0, le=60)
     ssh_probe_timeout: float = Field(default=10.0, gt=0, le=120)
-    dtma_version: str | None = None
 
     # Key vault (api/vault): master key(s) sealing secrets at rest, comma-separated while
     # rotating (the first seals, all unseal). Without DTMA_MASTER_KEY the demo generates

@@ -27,7 +27,7 @@ RESULT_STATUS = {
     "unreachable": 502,
     "timeout": 504,
     "canceled": 409,
-    "error": 500,
+    "error": 502,
 }
 
 ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -38,7 +38,10 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
         "canceled, or the droplet is gone"
     },
     422: {"description": "Invalid input; nothing was started"},
-    502: {"description": "The run failed or the toolbox was unreachable: its ConsoleResult"},
+    502: {
+        "description": "The run failed, the toolbox was unreachable or ansible could not run: "
+        "its ConsoleResult"
+    },
     504: {"description": "The run timed out: its ConsoleResult"},
 }
 
@@ -68,6 +71,6 @@ async def perform(
     result = await context.runs.wait(run_id)
     return JSONResponse(
         result.model_dump(mode="json"),
-        status_code=RESULT_STATUS.get(result.status, 500),
+        status_code=RESULT_STATUS.get(result.status, 502),
         headers={"Location": url},
     )
