@@ -18,6 +18,7 @@ _PORT = re.compile(
     r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?P<host>\d{1,5}):(?P<container>\d{1,5})"
     r"(?:/(?P<protocol>tcp|udp))?$"
 )
+_ITEM = {"ports": "port", "command": "argument"}
 _FRIENDLY = {
     "name": "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
     "image": "not an image reference such as dtma-tool-echo:1.0 or registry/app:2",
@@ -54,14 +55,15 @@ class DeployForm:
             self.error("name", "a name is required")
         if not body["image"]:
             self.error("image", "an image is required")
-        if self.errors:
-            return None
+        # Validate even after a problem was found, so that every field gets its message;
+        # the first message of a field wins.
         try:
-            return DeployTool.model_validate(body)
+            spec = DeployTool.model_validate(body)
         except ValidationError as invalid:
             for problem in invalid.errors():
                 self._report(problem)
             return None
+        return None if self.errors else spec
 
     def report_field(self, field_name: str, message: str) -> None:
         """An InvalidInput from the run service: its field is an extra var or a body path."""
@@ -74,8 +76,11 @@ class DeployForm:
         if problem.get("type") == "string_pattern_mismatch" and name in _FRIENDLY:
             self.error(name, _FRIENDLY[name])
             return
-        where = " ".join(location[1:])
-        message = str(problem.get("msg", "invalid value"))
+        where = " ".join(
+            f"{_ITEM.get(name, 'item')} {int(part) + 1}" if part.isdigit() else part
+            for part in location[1:]
+        )
+        message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
         self.error(name, f"{where}: {message}" if where else message)
 
     def _ports(self) -> list[dict[str, Any]]:

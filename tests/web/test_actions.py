@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -92,7 +94,7 @@ def test_logs_are_tailed_live_paused_and_downloaded(
 
     page.click("[data-log-pause]")
     held = request_marker()
-    expect(state).to_contain_text("1 new line", timeout=20_000)
+    expect(state).to_have_text(re.compile(r"^Paused · \d+ new line"), timeout=20_000)
     expect(view).not_to_contain_text(held)
     page.click("[data-log-pause]")
     expect(view).to_contain_text(held)
@@ -178,7 +180,7 @@ def test_deploy_then_delete_a_tool_from_the_browser(
 
 
 def test_a_failing_action_shows_the_real_error_in_red(
-    tab: Tab, console: Console, sandbox: SandboxInfo
+    tab: Tab, console: Console, sandbox: SandboxInfo, screenshots: Path
 ) -> None:
     """An image the toolbox does not have and cannot pull: the run fails, and the action
     log shows the error the run itself recorded, in red."""
@@ -202,6 +204,7 @@ def test_a_failing_action_shows_the_real_error_in_red(
     colour = error.evaluate("element => getComputedStyle(element).color")
     assert colour == "rgb(185, 28, 28)", colour  # --bad
     expect(card.locator(".badge")).to_have_text("failed")
+    page.screenshot(path=screenshots / "laptop-failed-action.png", full_page=True)
     assert docker_state(container, "wt-missing") is None
     expect(page.locator("tr[data-tool='wt-missing']")).to_have_count(0)
 

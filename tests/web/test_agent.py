@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -37,7 +38,7 @@ def agent_stopped(sandbox: SandboxInfo) -> Iterator[str]:
 
 
 def test_agent_down_is_shown_with_ssh_data_and_restart_brings_it_back(
-    tab: Tab, console: Console, agent_stopped: str
+    tab: Tab, console: Console, agent_stopped: str, screenshots: Path
 ) -> None:
     page = tab.page
     page.goto(console.page_url("toolbox-3"))
@@ -46,6 +47,7 @@ def test_agent_down_is_shown_with_ssh_data_and_restart_brings_it_back(
     expect(banner).to_contain_text("The agent did not answer")
     expect(banner).to_contain_text("SSH probe at")
     expect(page.locator("#toolbox-summary [data-status]")).to_have_text("Agent down")
+    page.screenshot(path=screenshots / "laptop-agent-down.png", full_page=True)
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     page.click("[data-action=dtma-restart]")
@@ -74,7 +76,7 @@ def droplet_paused(sandbox: SandboxInfo) -> Iterator[str]:
 
 
 def test_an_unreachable_droplet_shows_the_stale_cache_and_when(
-    tab: Tab, console: Console, droplet_paused: str
+    tab: Tab, console: Console, droplet_paused: str, screenshots: Path
 ) -> None:
     page = tab.page
     page.goto(console.page_url("toolbox-3", "system"))
@@ -86,3 +88,4 @@ def test_an_unreachable_droplet_shows_the_stale_cache_and_when(
     # The last known numbers are still shown, under the banner.
     expect(page.locator("[data-metric=memory] meter")).to_be_visible()
     expect(page.locator("#toolbox-summary [data-status]")).to_have_text("Unreachable")
+    page.screenshot(path=screenshots / "laptop-stale-cache.png", full_page=True)

@@ -97,7 +97,7 @@ def test_every_tab_shows_the_toolbox(tab: Tab, console: Console, sandbox: Sandbo
     expect(page.locator("[data-load] .value")).to_have_count(3)
 
     page.click("a[data-tab=logs]")
-    expect(page.locator("#log-tool")).to_have_value(ECHO)
+    page.locator("#log-tool").select_option(ECHO)
     expect(page.locator("[data-log-view]")).to_contain_text("echo tool: serving /www")
 
 
@@ -112,7 +112,8 @@ def test_screenshots_of_every_page(browser: Browser, console: Console, screensho
         expect(page.locator("#toolbox-rows tr[data-toolbox]")).to_have_count(3)
         page.screenshot(path=screenshots / f"{label}-toolboxes.png", full_page=True)
         for name in ("overview", "containers", "system", "logs"):
-            page.goto(console.page_url("toolbox-1", name))
+            tool = f"&tool={ECHO}" if name == "logs" else ""
+            page.goto(console.page_url("toolbox-1", name) + tool)
             expect(page.locator(f"[data-tab-panel={name}]")).to_be_visible()
             if name == "logs":
                 expect(page.locator("[data-log-view]")).to_contain_text("echo tool")
