@@ -137,24 +137,20 @@ class Execution:
             config.command = ["/bin/sh", "-c", ENV_PIPE_WRAPPER, str(env_pipe), *config.command]
         return config
 
-    def _execute(self) -> tuple[Ending, int | None, str | None, Path | None]:
-        config = None
+    def _execute(self) -> tuple[Ending, int | None, str | None]:
         try:
-            config = self._config()
             runner = Runner(
-                config, cancel_callback=self.canceled.is_set, event_handler=self._raw_event
+                self._config(), cancel_callback=self.canceled.is_set, event_handler=self._raw_event
             )
             _, rc = runner.run()
         except Exception as error:
             log.exception("run.crashed run_id=%s", self.request.run_id)
-            key_pipe = Path(config.artifact_dir) / "ssh_key_data" if config else None
-            return "crashed", None, f"the run could not be executed: {error}", key_pipe
-        key_pipe = Path(config.artifact_dir) / "ssh_key_data"
+            return "crashed", None, f"the run could not be executed: {error}"
         if runner.canceled:
-            return "canceled", rc, None, key_pipe
+            return "canceled", rc, None
         if runner.timed_out:
-            return "timeout", rc, None, key_pipe
-        return "finished", rc, None, key_pipe
+            return "timeout", rc, None
+        return "finished", rc, None
 
     def crashed(self, error: Exception) -> ConsoleResult:
         """The result of a run that broke inside runner/ itself (a bug, logged)."""
@@ -171,16 +167,17 @@ class Execution:
             "playbook": req.spec.name, "hosts": list(req.hosts), "check": req.check,
             "action": req.action, "toolbox_id": req.toolbox_id, "extravars": req.extravars,
         }))  # fmt: skip
-        key_pipe: Path | None = None
         crash: str | None = None
         rc: int | None = None
         ending: Ending = "canceled"
         try:
             if not self.canceled.is_set():
-                ending, rc, crash, key_pipe = self._execute()
+                ending, rc, crash = self._execute()
         finally:
             leftovers = stop_run_processes(req.run_id)
-            self.rundir.close_pipes([key_pipe] if key_pipe else [])
+            # ansible-runner's pipe for the key, in its artifact dir, unread if ssh-add never ran
+            key_pipe = self.rundir.path / "artifacts" / req.run_id / "ssh_key_data"
+            self.rundir.close_pipes([key_pipe])
             if leftovers:
                 log.error("run.processes_left run_id=%s processes=%s", req.run_id, leftovers)
             if not self.settings.keep_run_dirs:

@@ -59,20 +59,26 @@ def describe(process: psutil.Process) -> str:
         return str(process.pid)
 
 
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process is gone or a zombie (dead, only not reaped yet by its
+    parent, often init); returns the ones still alive. psutil's own wait_procs would
+    also wait for the reaping, which init may delay by seconds."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in processes if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
 def stop_run_processes(run_id: str) -> list[str]:
     """Terminate, then kill, what is left of a run. Returns what survived (should be [])."""
     targets = [p for p in run_processes(run_id) if not is_control_master(p)]
     for process in targets:
         with contextlib.suppress(psutil.Error):
             process.terminate()
-    _, alive = psutil.wait_procs(targets, timeout=GRACE_SECONDS)
+    alive = _wait_gone(targets, GRACE_SECONDS)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    _, alive = psutil.wait_procs(alive, timeout=GRACE_SECONDS)
-    deadline = time.monotonic() + GRACE_SECONDS
-    survivors = [p for p in alive if _alive(p)]
-    while survivors and time.monotonic() < deadline:
-        time.sleep(0.05)
-        survivors = [p for p in survivors if _alive(p)]
-    return [describe(p) for p in survivors]
+    return [describe(p) for p in _wait_gone(alive, GRACE_SECONDS)]
