@@ -73,6 +73,28 @@ def key_rows(served: VaultConsole, name: str) -> list[tuple[str, str, str, str |
     return [(k.id, k.state, k.fingerprint, k.private_key_sealed) for k in served.keys(name)]
 
 
+def test_first_contact_pins_the_host_keys_the_droplet_offers(
+    vault_console: VaultConsole, sandbox: SandboxInfo
+) -> None:
+    # First in the module: no toolbox has been bootstrapped (or pinned) yet.
+    droplet = sandbox.droplets[0]
+    toolbox_id = vault_console.toolboxes[droplet.name]["id"]
+    with vault_console.console.http() as http:
+        before = http.get(f"/api/v1/toolboxes/{toolbox_id}/host-key").json()
+    assert before["pinned"] == []
+
+    # An action before the toolbox has its own key: the operator key, and the host keys
+    # recorded on this first contact, then checked strictly.
+    assert_reached(reach(vault_console, droplet.name), droplet.name)
+
+    with vault_console.console.http() as http:
+        after = http.get(f"/api/v1/toolboxes/{toolbox_id}/host-key").json()
+    assert {k["fingerprint"] for k in after["pinned"]} == droplet_host_key_fingerprints(
+        droplet.container
+    )
+    assert {k["recorded_by"] for k in after["pinned"]} == {"trust-on-first-use"}
+
+
 @pytest.fixture(scope="module")
 def bootstrapped(vault_console: VaultConsole) -> dict[str, dict[str, Any]]:
     """Every toolbox given its own key through the API (in parallel, one per toolbox)."""
