@@ -24,6 +24,8 @@ RESERVED_HOSTS = frozenset({"all", "ungrouped"})
 # The runner sets these itself (config, connection, host key pinning, process marker).
 RESERVED_ENV_PREFIXES = ("ANSIBLE_", "AWX_", "LD_", "PYTHON", "SSH_", "DTMA_RUN")
 RESERVED_ENV = frozenset({"PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV"})
+# Run environment that is not secret; every other `env` value is masked in events.
+PUBLIC_ENV = frozenset({"DTMA_DO_TAG"})
 
 
 @dataclass(kw_only=True)
@@ -134,7 +136,8 @@ def validate_request(req: RunRequest) -> ValidRequest:
     env = _env(req.env or {})
     key = _private_key(req.ssh_private_key)
     secret_vars = [extravars[name] for name in spec.secret_options() if name in extravars]
-    secrets = [*([key] if key else []), *env.values(), *_strings(secret_vars)]
+    secret_env = [value for name, value in env.items() if name not in PUBLIC_ENV]
+    secrets = [*([key] if key else []), *secret_env, *_strings(secret_vars)]
     return ValidRequest(
         run_id=req.run_id or uuid.uuid4().hex,
         spec=spec,

@@ -151,9 +151,10 @@ def test_no_log_variables_the_key_and_the_environment_are_secrets() -> None:
             extravars={"tool_instance_name": "echo", "tool_instance_image": "x:1",
                        "tool_instance_env": {"API_KEY": "value-of-the-api-key"}},
             ssh_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END ...",
-            env={"DO_API_TOKEN": "token-value"},
+            env={"DO_API_TOKEN": "token-value", "DTMA_DO_TAG": "toolbox"},
         )
     )  # fmt: skip
+    assert "toolbox" not in valid.secrets  # a tag, not a secret: host names stay readable
     assert "value-of-the-api-key" in valid.secrets
     assert "token-value" in valid.secrets
     assert any("PRIVATE KEY" in secret for secret in valid.secrets)

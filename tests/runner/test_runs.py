@@ -112,13 +112,13 @@ def test_a_timeout_stops_the_run_and_leaves_no_process(make_request: MakeRequest
 
     started = time.monotonic()
     result = run_playbook(
-        make_request("probe.yml", ["toolbox-2"], extravars={"probe_sleep": 300}, timeout=20),
+        make_request("probe.yml", ["toolbox-2"], extravars={"probe_sleep": 300}, timeout=30),
         on_event=watch,
     )
     elapsed = time.monotonic() - started
     assert result.status == "timeout" and not result.success
-    assert result.error == "timed out after 20 s while running 'Sleep on the toolbox' on toolbox-2"
-    assert elapsed < 20 + 15
+    assert result.error == "timed out after 30 s while running 'Sleep on the toolbox' on toolbox-2"
+    assert elapsed < 30 + 15
     assert any("ansible-playbook" in p for p in seen_running), seen_running
     assert run_processes(result.run_id) == []
 
