@@ -289,3 +289,14 @@ def test_a_handle_streams_to_several_consumers_and_resumes_after_a_seq(
     assert [e.seq for e in persisted] == everything
     late = asyncio.run(consume(len(everything) - 1))  # a client reconnecting after the end
     assert late == [everything[-1]]
+
+
+def test_a_cancel_right_after_start_ends_canceled_with_nothing_left(
+    make_request: MakeRequest,
+) -> None:
+    handle = start_run(make_request("probe.yml", ["toolbox-1"], extravars={"probe_sleep": 300}))
+    handle.cancel()
+    result = handle.result(timeout=120)
+    assert result.status == "canceled" and result.error is not None
+    assert result.error.startswith("canceled on request")
+    assert run_processes(handle.run_id) == []
