@@ -23,7 +23,8 @@ def record_containers(
     session: Session, toolbox: Toolbox, containers: list[dict[str, Any]], observed_at: datetime
 ) -> None:
     """Upsert the managed containers (agent shape) by instance name; instances that are no
-    longer there are marked removed."""
+    longer there are marked removed. A row observed after `observed_at` (by an action that
+    ended meanwhile) is newer than this look and is left as it is. The caller flushes."""
     known = {instance.name: instance for instance in toolbox.tool_instances}
     seen = set()
     for container in containers:
@@ -36,6 +37,8 @@ def record_containers(
             instance = ToolInstance(name=name)
             toolbox.tool_instances.append(instance)
             known[name] = instance
+        elif _newer(instance, observed_at):
+            continue
         instance.image = container.get("image")
         instance.container_id = container.get("id")
         instance.state = str(container.get("state") or "unknown")
@@ -46,8 +49,11 @@ def record_containers(
         instance.observed_at = observed_at
         instance.removed_at = None
     for name, instance in known.items():
-        if name not in seen and instance.removed_at is None:
+        if name not in seen and instance.removed_at is None and not _newer(instance, observed_at):
             instance.state = "removed"
             instance.removed_at = observed_at
             instance.observed_at = observed_at
-    session.flush()
+
+
+def _newer(instance: ToolInstance, observed_at: datetime) -> bool:
+    return instance.observed_at is not None and instance.observed_at > observed_at
