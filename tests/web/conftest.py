@@ -170,7 +170,8 @@ def console(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> I
 # -- a signed-in page ------------------------------------------------------------------------
 @dataclass
 class Tab:
-    """A browser page plus what went wrong in it (JavaScript errors fail the test)."""
+    """A browser page plus what went wrong in it (script errors and CSP violations fail
+    the test)."""
 
     page: Page
     errors: list[str]
@@ -191,6 +192,14 @@ def tab(browser: Browser, console: Console) -> Iterator[Tab]:
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # Everything is served from the console itself: a blocked inline script or style, or
+    # a request elsewhere, shows up as a Content-Security-Policy violation.
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     sign_in(page, console)
     yield Tab(page, errors)
     context.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +25,21 @@ def agent_active(container: str) -> bool:
     return done.stdout.strip() == "active"
 
 
+def wait_until_agent_answers(console: Console, droplet: str) -> None:
+    """Read the toolbox through the console until its agent answers, so that the next test
+    finds it recorded as up again."""
+    deadline = time.monotonic() + 120
+    with console.http() as http:
+        while time.monotonic() < deadline:
+            status = http.get(f"/api/v1/toolboxes/{console.toolboxes[droplet]}/dtma/status")
+            if status.status_code == 200 and status.json()["source"] == "agent":
+                return
+            time.sleep(1)
+    raise AssertionError(f"the agent of {droplet} did not answer again")
+
+
 @pytest.fixture
-def agent_stopped(sandbox: SandboxInfo) -> Iterator[str]:
+def agent_stopped(sandbox: SandboxInfo, console: Console) -> Iterator[str]:
     """toolbox-3 with its agent stopped by hand; started again afterwards if the test
     did not."""
     container = sandbox.droplet("toolbox-3").container
@@ -35,6 +49,7 @@ def agent_stopped(sandbox: SandboxInfo) -> Iterator[str]:
     yield container
     if not agent_active(container):
         in_droplet(container, "systemctl", "start", "dtma.service")
+    wait_until_agent_answers(console, "toolbox-3")
 
 
 def test_agent_down_is_shown_with_ssh_data_and_restart_brings_it_back(
@@ -67,12 +82,13 @@ def test_agent_down_is_shown_with_ssh_data_and_restart_brings_it_back(
 
 
 @pytest.fixture
-def droplet_paused(sandbox: SandboxInfo) -> Iterator[str]:
+def droplet_paused(sandbox: SandboxInfo, console: Console) -> Iterator[str]:
     """toolbox-3's container frozen: neither its agent nor its sshd answer."""
     container = sandbox.droplet("toolbox-3").container
     subprocess.run(["docker", "pause", container], check=True, capture_output=True)
     yield container
     subprocess.run(["docker", "unpause", container], check=True, capture_output=True)
+    wait_until_agent_answers(console, "toolbox-3")
 
 
 def test_an_unreachable_droplet_shows_the_stale_cache_and_when(
