@@ -17,6 +17,7 @@ a private tool venv made with ensurepip.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import platform
 import re
@@ -170,7 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         lock = lock_file(source, args.lock)
         platforms = [f"{tag}_{args.arch}" for tag in MANYLINUX_TAGS]
-        target = build(source, args.out.resolve(), lock, args.python_version, platforms, args.force)
+        out = args.out.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        # Several runs (one per toolbox) may ask for the same wheelhouse at once: one builds,
+        # the others wait and then reuse it.
+        with (out / ".lock").open("w") as lock_handle:
+            fcntl.flock(lock_handle, fcntl.LOCK_EX)
+            target = build(source, out, lock, args.python_version, platforms, args.force)
     except (WheelhouseError, OSError) as exc:
         print(f"build_wheelhouse: {exc}", file=sys.stderr)
         return 1
