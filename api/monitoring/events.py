@@ -18,11 +18,11 @@ class AlertEvent:
     payload: dict[str, Any]
 
 
-def alert_event(alert: Alert, toolbox_name: str, event: str) -> AlertEvent:
+def alert_event(alert: Alert, toolbox_name: str, event: str, note: str = "") -> AlertEvent:
     headline = _HEADLINES[event]
     text = f"[{headline}] {alert.severity} on {toolbox_name} ({alert.check}): {alert.message}"
-    if event == "gave_up":
-        text += f" (after {alert.recovery_attempts} recovery attempt(s))"
+    if note:
+        text += f" ({note})"
     payload = {
         "text": text,
         "event": event,

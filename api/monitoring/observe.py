@@ -17,7 +17,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from api.models import utcnow
-from api.services.agent import AgentClient, AgentError
+from api.monitoring.agent_http import AgentReader
+from api.services.agent import AgentError
 from api.services.probe import ProbeError, SshTarget, read_containers, read_status, read_system
 
 Source = Literal["agent", "ssh", "none"]
@@ -73,7 +74,7 @@ class Observer:
 
     def __init__(
         self,
-        agent: AgentClient,
+        agent: AgentReader,
         *,
         concurrency: int,
         ssh_concurrency: int,
@@ -127,11 +128,7 @@ class Observer:
         return observation("ssh", answers, agent_error)
 
     async def _read_agent(self, address: str, token: str) -> _Answers:
-        # One keep-alive connection per agent: three requests in a row are cheaper than
-        # three connections at once.
-        status = await self._agent.get_json(address, token, "/status")
-        system = await self._agent.get_json(address, token, "/system")
-        listed = await self._agent.get_json(address, token, "/containers", {"managed": "true"})
+        status, system, listed = await self._agent.read(address, token, _AGENT_PATHS)
         return status, system, _container_list(listed)
 
     async def _read_ssh(self, target: Target) -> _Answers:
@@ -147,6 +144,8 @@ class Observer:
             raise ProbeError(f"SSH probe of {target.name} took longer than its timeout") from None
 
 
+# Read in this order over one connection.
+_AGENT_PATHS = ("/status", "/system", "/containers?managed=true")
 _Answers = tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]] | None]
 _NOTHING: _Answers = (None, None, None)
 

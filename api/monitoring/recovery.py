@@ -106,19 +106,20 @@ class Recovery:
                 limits = Limits.effective(
                     self._context.settings, session.get(MonitoringSettings, toolbox.id)
                 )
-                decision = self._decide(session, alert, toolbox, limits, now)
+                decision, why = self._decide(session, alert, toolbox, limits, now)
                 if decision == "gave_up":
-                    events.append(alert_event(alert, toolbox.name, "gave_up"))
+                    events.append(alert_event(alert, toolbox.name, "gave_up", why))
                 elif decision == "start":
                     plans.append(self._prepare(session, alert, toolbox, now))
         return plans, events
 
     def _decide(
         self, session: Session, alert: Alert, toolbox: Toolbox, limits: Limits, now: datetime
-    ) -> str:
+    ) -> tuple[str, str]:
+        """What to do about the alert now: (off | gave_up | waiting | start, why)."""
         if not limits.recovery_enabled:
             alert.recovery = "off"
-            return "off"
+            return "off", "recovery is switched off for the toolbox"
         window_start = now - timedelta(seconds=limits.recovery_window_seconds)
         attempts = list(
             session.scalars(
@@ -132,22 +133,23 @@ class Recovery:
         if len(attempts) >= limits.recovery_max_attempts:
             alert.recovery = "gave_up"
             log.warning("recovery_gave_up", extra={"alert_id": alert.id, "check": alert.check})
-            return "gave_up"
+            minutes = limits.recovery_window_seconds / 60
+            return "gave_up", f"gave up after {len(attempts)} attempt(s) in {minutes:g} min"
         if attempts:
             last = max(a.finished_at or a.started_at for a in attempts)
             backoff = limits.recovery_backoff_seconds * 2 ** (len(attempts) - 1)
             if now < last + timedelta(seconds=backoff):
                 alert.recovery = "waiting"
-                return "waiting"
+                return "waiting", f"backing off {backoff:g} s after attempt {len(attempts)}"
         if toolbox.status not in (("down",) if alert.check == AGENT else ("up", "down")):
             # Every repair goes over SSH: the droplet must answer (and, for the agent, the
             # agent must still be down). Until then, no attempt is spent.
             alert.recovery = "waiting"
-            return "waiting"
+            return "waiting", f"the toolbox is {toolbox.status}"
         if toolbox.active_run_id is not None:
             alert.recovery = "waiting"  # an operator's run goes first; try next cycle
-            return "waiting"
-        return "start"
+            return "waiting", f"the toolbox is busy with run {toolbox.active_run_id}"
+        return "start", ""
 
     def _prepare(self, session: Session, alert: Alert, toolbox: Toolbox, now: datetime) -> Plan:
         action_name = recovery_action(alert.check)

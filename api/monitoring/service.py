@@ -25,12 +25,12 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
+from api.monitoring.agent_http import AgentReader
 from api.monitoring.models import MetricSample
 from api.monitoring.observe import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
 from api.monitoring.webhooks import WebhookDispatcher
-from api.services.agent import AgentClient
 
 log = logging.getLogger("api.monitoring")
 T = TypeVar("T")
@@ -54,14 +54,8 @@ class Monitor:
     def __init__(self, context: Context, *, recovery: bool = True) -> None:
         self.context = context
         settings = context.settings
-        self._own_agent: AgentClient | None = None
-        agent = _running(lambda: context.agent)
-        if agent is None:  # outside the service (the CLI): a client of our own
-            agent = self._own_agent = AgentClient(
-                port=settings.agent_port, timeout=settings.agent_timeout
-            )
         self.observer = Observer(
-            agent,
+            AgentReader(port=settings.agent_port, timeout=settings.agent_timeout),
             concurrency=settings.sync_concurrency,
             ssh_concurrency=settings.sync_ssh_concurrency,
             ssh_timeout=settings.ssh_probe_timeout,
@@ -102,8 +96,6 @@ class Monitor:
         await asyncio.gather(*self._after_run, return_exceptions=True)
         await self.webhooks.aclose()
         self.observer.close()
-        if self._own_agent is not None:
-            await self._own_agent.aclose()
 
     # -- sync --------------------------------------------------------------------------------
     async def sync_all(self, toolbox_ids: Collection[str] | None = None) -> SyncReport:
@@ -144,12 +136,15 @@ class Monitor:
             )
 
     # -- the whole cycle ---------------------------------------------------------------------
-    async def run_cycle(self, *, wait: bool = False) -> CycleReport:
-        """Sync, judge, alert, and start the repairs that are due. With `wait`, return only
-        when those repairs, the syncs after them and the webhook deliveries have ended."""
-        report = CycleReport(sync=await self.sync_all())
+    async def run_cycle(
+        self, toolbox_ids: Collection[str] | None = None, *, wait: bool = False
+    ) -> CycleReport:
+        """Sync, judge, alert, and start the repairs that are due, on every toolbox (or the
+        given ones). With `wait`, return only when those repairs, the syncs after them and
+        the webhook deliveries have ended."""
+        report = CycleReport(sync=await self.sync_all(toolbox_ids))
         if self.recovery is not None:
-            report.recovery_runs = await self.recovery.consider()
+            report.recovery_runs = await self.recovery.consider(toolbox_ids)
         await asyncio.to_thread(self._prune_samples)
         if wait:
             await self.drain()

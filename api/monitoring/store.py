@@ -35,9 +35,10 @@ def record_observation(session: Session, toolbox: Toolbox, observation: Observat
         else {"total": len(observation.containers), "containers": observation.containers},
     }
     stamp = {"source": observation.source, "observed_at": observation.observed_at.isoformat()}
+    # A look that answered answers all three, so the old state is replaced, not merged
+    # (and never needs to be read: the sync loads the rows without it).
     toolbox.last_state = {
-        **(toolbox.last_state or {}),
-        **{kind: {**stamp, "data": data} for kind, data in answers.items() if data is not None},
+        kind: {**stamp, "data": data} for kind, data in answers.items() if data is not None
     }
     if observation.system is not None:
         session.add(sample(toolbox.id, observation))

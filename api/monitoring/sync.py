@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
 
 from api.db import session_scope
 from api.models import Toolbox, utcnow
@@ -198,7 +198,9 @@ def _record(
     toolboxes = {
         t.id: t
         for t in session.scalars(
-            select(Toolbox).where(Toolbox.id.in_(ids)).options(selectinload(Toolbox.tool_instances))
+            select(Toolbox)
+            .where(Toolbox.id.in_(ids))
+            .options(selectinload(Toolbox.tool_instances), defer(Toolbox.last_state))
         )
     }
     states: dict[str, dict[str, CheckState]] = defaultdict(dict)
