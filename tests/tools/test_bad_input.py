@@ -99,7 +99,7 @@ def test_logs_tail_is_capped(play: Play, toolbox: fleet.Droplet) -> None:
 
 
 def test_an_unknown_instance_is_not_found(play: Play, toolbox: fleet.Droplet) -> None:
-    for playbook in ("tool_restart.yml", "tool_stop.yml", "tool_remove.yml", "tool_logs.yml"):
+    for playbook in ("tool_restart.yml", "tool_remove.yml"):
         run = _assert_refused(
             play, toolbox, playbook, {"tool_instance_name": "tt-nope"},
             f"tool instance 'tt-nope' not found on {toolbox.name}",

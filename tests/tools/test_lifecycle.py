@@ -9,7 +9,14 @@ import pytest
 
 from sandbox import fleet
 from tests.tools.conftest import ECHO_PORT
-from tests.tools.helpers import Play, PlaybookRun, fetch_inside, inspect
+from tests.tools.helpers import (
+    Play,
+    PlaybookRun,
+    droplet_exec,
+    fetch_inside,
+    inspect,
+    remove_containers,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,10 +51,14 @@ def test_a_second_deploy_with_the_same_spec_changes_nothing(
     play: Play, toolbox: fleet.Droplet, deployed_echo: PlaybookRun, echo_spec: dict[str, Any]
 ) -> None:
     before = inspect(toolbox.container, "tt-echo")
+    packages_before = droplet_exec(toolbox.container, "stat", "-c", "%Y", "/var/lib/dpkg/status")
     again = play("tool_deploy.yml", toolbox.name, echo_spec)
     again.assert_ok()
     after = inspect(toolbox.container, "tt-echo")
     assert again.changed(toolbox.name) == 0
+    # docker_engine ran as part of the deploy and installed nothing.
+    packages_after = droplet_exec(toolbox.container, "stat", "-c", "%Y", "/var/lib/dpkg/status")
+    assert packages_after.stdout == packages_before.stdout != ""
     assert before is not None and after is not None
     assert after["Id"] == before["Id"]
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
@@ -131,8 +142,7 @@ def test_remove_leaves_nothing(play: Play, toolbox: fleet.Droplet, unique_name: 
     deployed = play(
         "tool_deploy.yml",
         toolbox.name,
-        {"tool_instance_name": unique_name, "tool_instance_image": "dtma-tool-crashy:1.0",
-         "tool_instance_restart_policy": "no"},
+        {"tool_instance_name": unique_name, "tool_instance_image": "dtma-tool-echo:1.0"},
     )  # fmt: skip
     deployed.assert_ok()
     assert inspect(toolbox.container, unique_name) is not None
@@ -142,3 +152,37 @@ def test_remove_leaves_nothing(play: Play, toolbox: fleet.Droplet, unique_name: 
     assert inspect(toolbox.container, unique_name) is None
     assert removed.tool_result is not None
     assert removed.tool_result["state_after"] == "absent"
+
+
+def test_a_health_check_is_waited_for_and_an_unhealthy_deploy_fails(
+    play: Play, toolbox: fleet.Droplet, unique_name: str
+) -> None:
+    probe = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+    spec = {
+        "tool_instance_name": unique_name,
+        "tool_instance_image": "dtma-tool-echo:1.0",
+        "tool_instance_healthcheck": {"test": probe, "interval": "1s", "retries": 2},
+    }
+    try:
+        healthy = play("tool_deploy.yml", toolbox.name, spec)
+        healthy.assert_ok()
+        container = inspect(toolbox.container, unique_name)
+        assert container is not None and container["State"]["Health"]["Status"] == "healthy"
+        assert play("tool_deploy.yml", toolbox.name, spec).changed(toolbox.name) == 0
+
+        failing = {
+            **spec,
+            "tool_instance_healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 1},
+        }
+        unhealthy = play("tool_deploy.yml", toolbox.name, failing)
+        assert unhealthy.rc != 0
+        assert unhealthy.error is not None
+        assert (
+            f"the deploy of tool instance '{unique_name}' on {toolbox.name} did not verify: "
+            "expected it running 'dtma-tool-echo:1.0' and healthy, found state running"
+        ) in unhealthy.error
+        assert "health unhealthy" in unhealthy.error
+        container = inspect(toolbox.container, unique_name)
+        assert container is not None and container["State"]["Health"]["Status"] == "unhealthy"
+    finally:
+        remove_containers(toolbox.container, unique_name)
