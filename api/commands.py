@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 import uvicorn
 
-from api import migrate
+from api import migrate, monitoring
 from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError
@@ -65,7 +65,8 @@ def token_create(
 
 
 def sync() -> None:
-    """Import the tagged droplets from the DigitalOcean API into the database."""
+    """Import the tagged droplets from the DigitalOcean API, then read every toolbox's state
+    (agent, or SSH when the agent does not answer) into the database."""
     context = _context()
     try:
         droplets = list_tagged_droplets(context.settings)
@@ -78,3 +79,7 @@ def sync() -> None:
         typer.echo(f"created\t{name}")
     for name in report.removed:
         typer.echo(f"removed\t{name}")
+    states = monitoring.sync_once(context)
+    typer.echo(f"state: {states.summary()}")
+    for result in states.toolboxes:
+        typer.echo(f"{result.status}\t{result.name}\t{result.source}\t{result.error or ''}")
