@@ -9,7 +9,7 @@ The service runs one per process (router.py's lifespan, periodic when
 DTMA_MONITOR_INTERVAL > 0) and re-reads a toolbox after every run on it.
 """
 
-from api.monitoring.service import CycleReport, Monitor
+from api.monitoring.service import CycleReport, Monitor, sync_once
 from api.monitoring.sync import SyncReport, ToolboxSync
 
-__all__ = ["CycleReport", "Monitor", "SyncReport", "ToolboxSync"]
+__all__ = ["CycleReport", "Monitor", "SyncReport", "ToolboxSync", "sync_once"]

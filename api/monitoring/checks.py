@@ -18,6 +18,7 @@ from api.monitoring.observe import Observation
 
 REACHABLE = "droplet_reachable"
 AGENT = "agent"
+AGENT_TOKEN = "agent_token"
 METRICS = ("cpu", "memory", "disk")
 TOOL_EXITED = "tool_exited:"
 TOOL_RESTART_LOOP = "tool_restart_loop:"
@@ -69,7 +70,11 @@ def evaluate(
     limits: Limits,
     memories: dict[str, dict[str, Any]],
 ) -> list[Verdict]:
-    verdicts = [_reachable(observation, limits), _agent(observation, limits)]
+    verdicts = [
+        _reachable(observation, limits),
+        _agent(observation, limits),
+        _agent_token(observation),
+    ]
     verdicts += _metrics(observation, limits)
     if observation.containers is not None:
         for instance in instances:
@@ -102,11 +107,28 @@ def _agent(observation: Observation, limits: Limits) -> Verdict:
         # Nothing can be said about the agent of a droplet that does not answer at all;
         # the reachability check speaks for it.
         return Verdict(AGENT, None, "unknown: the droplet does not answer")
+    if observation.agent_refused:
+        # It runs, it just will not talk to us: restarting it would change nothing.
+        return Verdict(AGENT, None, "the DTMA agent answers but refuses the console's token")
     return Verdict(
         AGENT,
         True,
         f"the DTMA agent on {observation.name} does not answer ({observation.agent_error})",
         trip_after=limits.agent_down_checks,
+    )
+
+
+def _agent_token(observation: Observation) -> Verdict:
+    if observation.agent_up:
+        return Verdict(AGENT_TOKEN, False, "the DTMA agent accepts the console's token")
+    if not observation.agent_refused:
+        return Verdict(AGENT_TOKEN, None, "unknown: the agent did not answer")
+    return Verdict(
+        AGENT_TOKEN,
+        True,
+        f"the DTMA agent on {observation.name} refuses the console's token "
+        f"({observation.agent_error}); install the agent again with this toolbox's token "
+        f"(POST /api/v1/toolboxes/{observation.toolbox_id}/dtma/install)",
     )
 
 

@@ -48,6 +48,8 @@ class Observation:
     agent_error: str | None
     ssh_error: str | None
     duration_ms: int
+    # The agent answered, but refused the console's token for this toolbox (401/403).
+    agent_refused: bool = False
 
     @property
     def reachable(self) -> bool:
@@ -97,7 +99,11 @@ class Observer:
         observed_at = utcnow()
 
         def observation(
-            source: Source, answers: _Answers, agent_error: str | None, ssh_error: str | None = None
+            source: Source,
+            answers: _Answers,
+            agent_error: str | None,
+            ssh_error: str | None = None,
+            refused: bool = False,
         ) -> Observation:
             return Observation(
                 toolbox_id=target.toolbox_id,
@@ -110,6 +116,7 @@ class Observer:
                 agent_error=agent_error,
                 ssh_error=ssh_error,
                 duration_ms=round((time.perf_counter() - started) * 1000),
+                agent_refused=refused,
             )
 
         if not target.address:
@@ -119,13 +126,13 @@ class Observer:
                 answers = await self._read_agent(target.address, target.agent_token)
             return observation("agent", answers, None)
         except AgentError as error:
-            agent_error = error.reason
+            agent_error, refused = error.reason, error.status in (401, 403)
         try:
             async with self._ssh_slots:
                 answers = await self._read_ssh(target)
         except ProbeError as error:
-            return observation("none", _NOTHING, agent_error, str(error))
-        return observation("ssh", answers, agent_error)
+            return observation("none", _NOTHING, agent_error, str(error), refused)
+        return observation("ssh", answers, agent_error, None, refused)
 
     async def _read_agent(self, address: str, token: str) -> _Answers:
         status, system, listed = await self._agent.read(address, token, _AGENT_PATHS)

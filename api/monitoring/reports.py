@@ -31,7 +31,7 @@ from api.monitoring.schemas import (
 from api.settings import Settings
 
 # Checks in the order a human reads them; per-tool checks follow by tool name.
-_ORDER = {"droplet_reachable": 0, "agent": 1, "cpu": 2, "memory": 3, "disk": 4}
+_ORDER = {"droplet_reachable": 0, "agent": 1, "agent_token": 2, "cpu": 3, "memory": 4, "disk": 5}
 
 
 def toolbox_health(session: Session, toolbox: Toolbox) -> ToolboxHealth:

@@ -162,3 +162,13 @@ class Monitor:
         cutoff = utcnow() - timedelta(hours=hours)
         with session_scope(self.context.sessions) as session:
             session.execute(delete(MetricSample).where(MetricSample.at < cutoff))
+
+
+def sync_once(context: Context) -> SyncReport:
+    """One status sync of every toolbox, outside the service (the CLI): blocking."""
+
+    async def run() -> SyncReport:
+        async with Monitor(context, recovery=False) as monitor:
+            return await monitor.sync_all()
+
+    return asyncio.run(run())

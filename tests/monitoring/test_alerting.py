@@ -227,3 +227,22 @@ def test_webhooks_retry_with_backoff_record_every_delivery_and_never_block(
             ("failed", 4, hung),
         )
     )  # fmt: skip
+
+
+def test_agent_refusing_the_token_alerts_on_the_token_not_on_the_agent(
+    sqlite_context: Context,
+) -> None:
+    toolbox_id = add_toolbox(sqlite_context.sessions, "toolbox-9")
+    refused = Observation(
+        toolbox_id=toolbox_id, name="toolbox-9", observed_at=utcnow(), source="ssh",
+        status=None, system=None, containers=None,
+        agent_error="agent answered 401 on /status: the bearer token is not valid",
+        ssh_error=None, duration_ms=5, agent_refused=True,
+    )  # fmt: skip
+    assert judge(sqlite_context, toolbox_id, refused) == ["opened:agent_token"]
+    assert judge(sqlite_context, toolbox_id, refused) == []  # restarting would not help
+    with session_scope(sqlite_context.sessions) as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.recovery == "none"
+        assert f"/api/v1/toolboxes/{toolbox_id}/dtma/install" in alert.message
+    assert judge(sqlite_context, toolbox_id, observation()) == ["resolved:agent_token"]

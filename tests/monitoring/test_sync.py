@@ -4,6 +4,7 @@ nobody but itself."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.config import PROJECT_ROOT
 from sandbox.fleet import Droplet, SandboxInfo
 from tests.monitoring.conftest import Console, docker_on, managed_containers, when
 
@@ -123,3 +125,33 @@ def test_every_action_is_followed_by_a_sync_of_the_toolbox_it_touched(
     assert when(after["last_state"]["tools"]["observed_at"]) >= when(
         restarted.json()["finished_at"]
     )
+
+
+def test_sync_route_and_command_import_the_droplets_and_read_every_toolbox(
+    console: Console, sandbox: SandboxInfo
+) -> None:
+    with console.http() as http:
+        synced = http.post("/api/v1/toolboxes/sync")
+    assert synced.status_code == 200, synced.text
+    listed = {t["name"]: t for t in synced.json()["toolboxes"]}
+    assert set(listed) >= {d.name for d in sandbox.droplets}
+    assert all(t["status"] == "up" and t["last_error"] is None for t in listed.values()), listed
+    settings = console.context.settings
+    env = {
+        **os.environ,
+        "DTMA_DATABASE_URL": settings.database_url,
+        "DTMA_DO_API_URL": settings.do_api_url,
+        "DTMA_DO_API_TOKEN": sandbox.api_token,
+        "DTMA_SSH_KEY_FILE": str(sandbox.operator_key),
+        "DTMA_KNOWN_HOSTS_FILE": str(sandbox.known_hosts),
+    }
+    command = subprocess.run(
+        [str(PROJECT_ROOT / ".venv/bin/dtma-console"), "sync"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert command.returncode == 0, command.stderr
+    assert f"sync: 0 created, {len(listed)} updated, 0 removed" in command.stdout
+    lines = [line.split("\t") for line in command.stdout.splitlines() if "\t" in line]
+    assert sorted((status, name, source) for status, name, source, _ in lines) == [
+        ("up", name, "agent") for name in sorted(listed)
+    ]
