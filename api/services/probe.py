@@ -115,8 +115,30 @@ def _is_managed(container: dict[str, Any]) -> bool:
     return labels.get("dtma.managed") == "true"
 
 
-def read_status(target: SshTarget, timeout: float) -> dict[str, Any]:
+@contextmanager
+def _on(target: SshTarget, timeout: float, reuse: Host | None) -> Iterator[Host]:
+    """`reuse` when given (one connection for several reads), else a fresh connection."""
+    if reuse is not None:
+        yield reuse
+        return
     with connected(target, timeout) as host:
+        yield host
+
+
+def read_all(
+    target: SshTarget, timeout: float
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Status, system and the managed containers over one SSH connection."""
+    with connected(target, timeout) as host:
+        return (
+            read_status(target, timeout, reuse=host),
+            read_system(target, timeout, reuse=host),
+            read_containers(target, timeout, managed=True, reuse=host),
+        )
+
+
+def read_status(target: SshTarget, timeout: float, reuse: Host | None = None) -> dict[str, Any]:
+    with _on(target, timeout, reuse) as host:
         units = _fact(host, SystemdStatus, timeout, services=[AGENT_UNIT, "docker.service"])
         release = _command(host, f'echo "release=$(readlink -f {DTMA_CURRENT})"', timeout)
         release = release.strip().removeprefix("release=")
@@ -154,8 +176,8 @@ def _cpu_percent(stat_twice: str) -> float:
     return round(100.0 * (total - idle) / total, 1) if total > 0 else 0.0
 
 
-def read_system(target: SshTarget, timeout: float) -> dict[str, Any]:
-    with connected(target, timeout) as host:
+def read_system(target: SshTarget, timeout: float, reuse: Host | None = None) -> dict[str, Any]:
+    with _on(target, timeout, reuse) as host:
         hostname = _fact(host, Hostname, timeout)
         load = _fact(host, LoadAverage, timeout) or {}
         cpus = int(_command(host, "nproc", timeout).strip())
@@ -237,8 +259,10 @@ def _container(inspect: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_containers(target: SshTarget, timeout: float, *, managed: bool) -> dict[str, Any]:
-    with connected(target, timeout) as host:
+def read_containers(
+    target: SshTarget, timeout: float, *, managed: bool, reuse: Host | None = None
+) -> dict[str, Any]:
+    with _on(target, timeout, reuse) as host:
         inspected = _fact(host, DockerContainers, timeout) or []
     containers = [_container(c) for c in inspected]
     if managed:
