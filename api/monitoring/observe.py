@@ -19,7 +19,7 @@ from typing import Any, Literal
 from api.models import utcnow
 from api.monitoring.agent_http import AgentReader
 from api.services.agent import AgentError
-from api.services.probe import ProbeError, SshTarget, read_containers, read_status, read_system
+from api.services.probe import ProbeError, SshTarget, read_all
 
 Source = Literal["agent", "ssh", "none"]
 
@@ -144,8 +144,9 @@ class Observer:
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(self._ssh_pool, _probe, target.ssh(), timeout),
-                # Three facts, each bounded by the probe's own timeout, plus slack.
-                timeout=3 * timeout + 1,
+                # One connection, several facts each bounded by the probe's timeout: the
+                # whole probe gets twice that before the toolbox counts as unreachable.
+                timeout=2 * timeout + 1,
             )
         except TimeoutError:
             raise ProbeError(f"SSH probe of {target.name} took longer than its timeout") from None
@@ -165,14 +166,8 @@ def _container_list(listed: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _probe(target: SshTarget, timeout: float) -> _Answers:
-    status = read_status(target, timeout)
-    system = read_system(target, timeout)
-    containers = read_containers(target, timeout, managed=True)
-    return status, system, _container_list_from_probe(containers)
-
-
-def _container_list_from_probe(listed: dict[str, Any]) -> list[dict[str, Any]]:
+    status, system, listed = read_all(target, timeout)
     containers = listed.get("containers")
     if not isinstance(containers, list):
         raise ProbeError("the SSH probe gave no container list")
-    return containers
+    return status, system, containers
