@@ -103,7 +103,10 @@ class Console:
         )
 
     def _remember(self, response: httpx.Response) -> None:
-        if "text/event-stream" not in response.headers.get("content-type", ""):
+        """Keep every answer's body for the secrets check; endless streams (SSE, followed
+        logs) are read by the tests themselves."""
+        streaming = "text/event-stream" in response.headers.get("content-type", "")
+        if not streaming and response.request.url.params.get("follow") != "true":
             response.read()
             self.seen_bodies.append(response.text)
 

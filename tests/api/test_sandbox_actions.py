@@ -100,7 +100,22 @@ def test_tool_lifecycle_through_api_v1_matches_the_droplet(
         assert listed["source"] == "agent"
         assert [c["name"] for c in listed["data"]["containers"]] == ["echo"]
         logs = http.get(f"{base}/echo/logs", params={"tail": 20})
-        assert logs.status_code == 200 and "GET /" in logs.text
+        assert logs.status_code == 200 and "url:/" in logs.text
+        with http.stream("GET", f"{base}/echo/logs", params={"tail": 0, "follow": True}) as live:
+            assert live.status_code == 200
+            docker_exec(
+                container,
+                "python3",
+                "-c",
+                "import urllib.request; urllib.request."
+                "urlopen('http://127.0.0.1:18080/followed-line')",
+            )
+            seen = ""
+            for chunk in live.iter_text():
+                seen += chunk
+                if "url:/followed-line" in seen:
+                    break
+        assert "url:/followed-line" in seen
 
         assert http.post(f"{base}/echo/stop").status_code == 200
         state = inspect_tool(container, "echo")

@@ -1,0 +1,245 @@
+"""The console's overhead: a tool restart through the HTTP API vs plain `ansible-playbook`
+of the same playbook, and `GET .../dtma/status` latency and throughput.
+
+Runs on the sandbox (toolbox-1): starts `dtma-console serve` on a temporary SQLite
+database, syncs, installs the agent with the console's token and deploys an echo tool.
+
+Part 1: BENCH_ROUNDS (default 5, at most 30) alternating rounds, after one warm-up each, of
+`POST /api/v1/toolboxes/{id}/tools/{name}/restart` (waits for the verified result) and
+`ansible-playbook playbooks/tool_restart.yml -l toolbox-1` with the sandbox inventory; each
+restart is checked from outside (the container's StartedAt moved). Printed: medians and
+api / ansible-playbook (goal <= 1.05).
+
+Part 2: BENCH_REQUESTS (default 300) sequential `GET .../dtma/status` (p50, p99), then the
+same number spread over BENCH_CONCURRENCY (default 8) concurrent clients (requests/s).
+Every answer must come from the agent.
+
+    .venv/bin/python bench/bench_api.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sandbox import fleet
+from sandbox.config import PROJECT_ROOT, SandboxConfig
+
+ROUNDS = max(1, min(int(os.environ.get("BENCH_ROUNDS", "5")), 30))
+REQUESTS = max(10, min(int(os.environ.get("BENCH_REQUESTS", "300")), 10_000))
+CONCURRENCY = max(1, min(int(os.environ.get("BENCH_CONCURRENCY", "8")), 64))
+INSTANCE = "bench-api-echo"
+CLI = Path(sys.executable).parent / "dtma-console"
+STEP_TIMEOUT = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _console_env(sandbox: fleet.SandboxInfo, workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DTMA_DATABASE_URL": f"sqlite:///{workdir / 'console.db'}",
+        "DTMA_PORT": str(_free_port()),
+        "DTMA_DO_API_URL": sandbox.api_url,
+        "DTMA_DO_API_TOKEN": sandbox.api_token,
+        "DTMA_SSH_KEY_FILE": str(sandbox.operator_key),
+        "DTMA_KNOWN_HOSTS_FILE": str(sandbox.known_hosts),
+        "DTMA_INVENTORY": str(sandbox.inventory),
+        "DTMA_MASTER_KEY_FILE": str(workdir / "master.key"),
+        "DTMA_RUNS_DIR": str(workdir / "runs"),
+        "DTMA_MONITOR_INTERVAL": "0",
+        "DTMA_LOG_LEVEL": "WARNING",
+    }
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(CLI), *args], env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dtma-console {' '.join(args)}: {done.stderr[-2000:]}")
+    return done.stdout.strip()
+
+
+def _serve(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [str(CLI), "serve"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{env['DTMA_PORT']}/healthz"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the console exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the console did not answer /healthz")
+
+
+def _ok(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text[:2000]}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _started_at(container: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", container, "docker", "inspect", "-f", "{{.State.StartedAt}}", INSTANCE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+def _timed_restart(container: str, restart: Callable[[], None]) -> float:
+    before = _started_at(container)
+    started = time.perf_counter()
+    restart()
+    elapsed = time.perf_counter() - started
+    if _started_at(container) <= before:
+        raise RuntimeError("the restart did not move the container's StartedAt")
+    return elapsed
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    sandbox = fleet.up(SandboxConfig.from_env(), 1)
+    droplet = sandbox.droplet("toolbox-1")
+    with tempfile.TemporaryDirectory(prefix="dtma-bench-api-") as tmp:
+        workdir = Path(tmp)
+        env = _console_env(sandbox, workdir)
+        token = _cli(env, "token", "create", "--user", "bench", "--admin").splitlines()[-1]
+        _cli(env, "sync")
+        process = _serve(env, workdir / "console.log")
+        base = f"http://127.0.0.1:{env['DTMA_PORT']}"
+        try:
+            with httpx.Client(
+                base_url=base, timeout=STEP_TIMEOUT, headers={"Authorization": f"Bearer {token}"}
+            ) as http:
+                listed = http.get("/api/v1/toolboxes").json()
+                toolbox = next(t for t in listed if t["name"] == "toolbox-1")
+                tools = f"/api/v1/toolboxes/{toolbox['id']}/tools"
+                _ok(http.post(f"/api/v1/toolboxes/{toolbox['id']}/dtma/install"))
+                _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
+                _restarts(http, tools, droplet.container, sandbox)
+                _status(base, token, toolbox["id"])
+                _ok(http.delete(f"{tools}/{INSTANCE}"))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def _restarts(http: httpx.Client, tools: str, container: str, sandbox: fleet.SandboxInfo) -> None:
+    playbook_env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")}
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(sandbox.inventory),
+        str(PROJECT_ROOT / "playbooks" / "tool_restart.yml"),
+        "-l",
+        "toolbox-1",
+        "-e",
+        f"tool_instance_name={INSTANCE}",
+    ]
+
+    def via_api() -> None:
+        _ok(http.post(f"{tools}/{INSTANCE}/restart"))
+
+    def via_playbook() -> None:
+        done = subprocess.run(
+            command,
+            env=playbook_env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"ansible-playbook failed: {done.stdout[-2000:]}")
+
+    timings: dict[str, list[float]] = {"api": [], "ansible-playbook": []}
+    ways = {"api": via_api, "ansible-playbook": via_playbook}
+    for way in ways.values():  # warm-up: SSH control masters, caches
+        _timed_restart(container, way)
+    for _ in range(ROUNDS):
+        for name, way in ways.items():
+            timings[name].append(_timed_restart(container, way))
+    api, playbook = (statistics.median(timings[n]) for n in ("api", "ansible-playbook"))
+    print(f"tool restart on toolbox-1, median of {ROUNDS} (each verified by StartedAt):")
+    print(f"  api (POST .../tools/{INSTANCE}/restart)   {api:7.2f} s")
+    print(f"  ansible-playbook tool_restart.yml       {playbook:7.2f} s")
+    print(f"  ratio api / ansible-playbook            {api / playbook:7.3f}  (goal <= 1.05)")
+
+
+def _status(base: str, token: str, toolbox_id: str) -> None:
+    url = f"/api/v1/toolboxes/{toolbox_id}/dtma/status"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def one(http: httpx.Client) -> float:
+        started = time.perf_counter()
+        body = _ok(http.get(url))
+        elapsed = time.perf_counter() - started
+        if body["source"] != "agent":
+            raise RuntimeError(f"status came from {body['source']}: {body['errors']}")
+        return elapsed
+
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        for _ in range(10):
+            one(http)
+        latencies = [one(http) for _ in range(REQUESTS)]
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+
+    per_client = max(1, REQUESTS // CONCURRENCY)
+    errors: list[Exception] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+            try:
+                for _ in range(per_client):
+                    one(http)
+            except Exception as error:  # reported below; a bench must not hide failures
+                errors.append(error)
+
+    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"{len(errors)} concurrent client(s) failed: {errors[0]}")
+    print(f"GET .../dtma/status (through the agent), {REQUESTS} sequential requests:")
+    print(f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms")
+    print(
+        f"  {per_client * CONCURRENCY / elapsed:7.1f} requests/s with {CONCURRENCY} "
+        f"concurrent clients"
+    )
+
+
+if __name__ == "__main__":
+    main()
