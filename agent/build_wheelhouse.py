@@ -90,7 +90,12 @@ def pip_command(tools_dir: Path) -> list[str]:
     """pip from a private venv, so the caller's interpreter needs no pip of its own."""
     python = tools_dir / "bin" / "python"
     if not python.exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(tools_dir)
+        staging = Path(tempfile.mkdtemp(prefix=".tools-", dir=tools_dir.parent))
+        venv.EnvBuilder(with_pip=True, clear=True).create(staging)
+        try:
+            os.rename(staging, tools_dir)
+        except OSError:  # another build made it first
+            shutil.rmtree(staging, ignore_errors=True)
     return [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 

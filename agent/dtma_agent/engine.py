@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -64,6 +64,8 @@ class Engine:
         container_id = self._call(self._api.inspect_container, ref)["Id"]
         since_ts = None
         if since is not None:
+            if since.tzinfo is None:  # a time without a zone is UTC, as Docker's own are
+                since = since.replace(tzinfo=UTC)
             since_ts = since.timestamp()
             if since_ts <= 0:
                 raise InvalidParameter("since: must be after 1970-01-01T00:00:00Z")
