@@ -15,6 +15,7 @@ from api.web.sessions import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     new_secret,
+    resolve,
     same_secret,
     sign_in,
     sign_out,
@@ -65,7 +66,11 @@ def home() -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, context: ContextDep, next: str | None = None) -> HTMLResponse:
+def login_page(
+    request: Request, context: ContextDep, db: SessionDep, next: str | None = None
+) -> Response:
+    if resolve(db, request.cookies.get(SESSION_COOKIE)) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)  # signed in already
     return _login_form(request, context.settings, next_url=safe_next(next), error=None, status=200)
 
 

@@ -76,7 +76,7 @@ def test_a_bad_token_is_refused_next_to_the_field(browser: Browser, console: Con
     context.close()
 
 
-def test_session_cookie_is_httponly_and_samesite_strict(tab: Tab) -> None:
+def test_session_cookie_is_httponly_and_samesite_strict(tab: Tab, console: Console) -> None:
     cookies = {c["name"]: c for c in tab.page.context.cookies()}
     session = cookies["dtma_session"]
     assert session["httpOnly"] is True
@@ -84,6 +84,9 @@ def test_session_cookie_is_httponly_and_samesite_strict(tab: Tab) -> None:
     assert session["path"] == "/"
     # HttpOnly: the page's scripts cannot read it.
     assert "dtma_session" not in tab.page.evaluate("document.cookie")
+    # Signed in already: the login page sends the visitor on.
+    tab.page.goto(f"{console.url}/login")
+    expect(tab.page).to_have_url(f"{console.url}/toolboxes")
 
 
 def test_posts_without_the_csrf_token_are_refused(

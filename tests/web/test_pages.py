@@ -27,7 +27,12 @@ def test_the_list_shows_the_three_sandbox_toolboxes(
         expect(row.locator("[data-status]")).to_have_text("Agent up")
         expect(row.locator("td[data-label=Version]")).not_to_have_text("—")
         expect(row.locator("td[data-label='Last seen']")).to_contain_text("ago")
-        expect(row.locator("td[data-alerts]")).to_have_text("0")
+        with console.http() as http:
+            alerts = http.get(
+                "/api/v1/alerts",
+                params={"state": "open", "toolbox_id": console.toolboxes[droplet.name]},
+            ).json()
+        expect(row.locator("td[data-alerts]")).to_have_text(str(len(alerts)))
         states = in_droplet(
             droplet.container, "docker", "ps", "-a", "--filter", "label=dtma.managed=true",
             "--format", "{{.State}}",
