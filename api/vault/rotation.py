@@ -39,6 +39,7 @@ from api.services import audit
 from api.services.actions import Action
 from api.services.credentials import SshCredentials
 from api.services.runs import Target, run_url
+from api.settings import Settings
 from api.vault import hostkeys, keystore, sshkeys
 from api.vault.models import ToolboxSshKey
 
@@ -124,34 +125,41 @@ def _load_toolbox(session: Session, toolbox_id: str) -> Toolbox:
     return toolbox
 
 
+def _current_key(session: Session, toolbox: Toolbox, settings: Settings) -> tuple[Kind, str, str]:
+    """(kind, private key, public key) of the key that gets in now: the toolbox's own, or
+    for a bootstrap the operator key it was created with."""
+    current = keystore.active_key(session, toolbox.id)
+    if current is not None:
+        return "rotate", keystore.private_key(current), current.public_key
+    if settings.ssh_key_file is None:
+        raise Conflict(
+            f"{toolbox.name} has no SSH key of its own yet and DTMA_SSH_KEY_FILE (the key "
+            "droplets are created with) is not set: the console cannot reach it to install one",
+            code="no_bootstrap_key",
+        )
+    try:
+        private = settings.ssh_key_file.read_text()
+        return "bootstrap", private, sshkeys.public_from_private(private)
+    except (OSError, ValueError) as error:
+        raise Conflict(
+            f"DTMA_SSH_KEY_FILE ({settings.ssh_key_file}) is not a readable, unencrypted "
+            f"OpenSSH private key ({type(error).__name__})",
+            code="no_bootstrap_key",
+        ) from None
+
+
 def _prepare(context: Context, toolbox_id: str) -> _Plan:
-    """Pin the host keys if this is the first contact, read the current key, make the new
-    one and store it as pending. Commits."""
+    """Read the current key, pin the host keys if this is the first contact, make the new
+    key and store it as pending. Commits."""
     settings = context.settings
     with session_scope(context.sessions) as session:
         toolbox = _load_toolbox(session, toolbox_id)
+        kind, current_private, current_public = _current_key(session, toolbox, settings)
         hostkeys.pin_on_first_contact(session, toolbox, settings.ssh_keyscan_timeout)
         known_hosts = hostkeys.known_hosts(
             toolbox.address or "", hostkeys.pinned(session, toolbox.id)
         )
         assert known_hosts is not None  # pinned just above
-        current = keystore.active_key(session, toolbox.id)
-        kind: Kind
-        if current is not None:
-            kind = "rotate"
-            current_private = keystore.private_key(current)
-            current_public = current.public_key
-        else:
-            kind = "bootstrap"
-            if settings.ssh_key_file is None:
-                raise Conflict(
-                    f"{toolbox.name} has no SSH key of its own yet and DTMA_SSH_KEY_FILE (the "
-                    "key droplets are created with) is not set: the console cannot reach it "
-                    "to install one",
-                    code="no_bootstrap_key",
-                )
-            current_private = settings.ssh_key_file.read_text()
-            current_public = sshkeys.public_from_private(current_private)
         leftovers = tuple(
             _Leftover(k.id, k.public_key, keystore.private_key(k))
             for k in keystore.pending(session, toolbox.id)

@@ -136,3 +136,18 @@ def test_accept_fails_cleanly_and_audited_when_the_droplet_does_not_answer(
     with session_scope(people["context"].sessions) as session:
         entry = session.query(AuditEntry).filter_by(action="toolbox.host_key.accept").one()
         assert (entry.outcome, entry.actor) == ("failed", "root")
+
+
+def test_bootstrap_without_an_operator_key_is_refused_before_anything_happens(
+    client: httpx.Client, people: dict[str, Any]
+) -> None:
+    refused = client.post(
+        f"/api/v1/toolboxes/{people['toolbox']}/ssh-key/rotate", headers=people["owner"]
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "no_bootstrap_key"
+    assert "DTMA_SSH_KEY_FILE" in refused.json()["error"]["message"]
+    detail = client.get(f"/api/v1/toolboxes/{people['toolbox']}/host-key", headers=people["admin"])
+    assert detail.json()["pinned"] == []
+    keys = client.get(f"/api/v1/toolboxes/{people['toolbox']}/ssh-key", headers=people["owner"])
+    assert keys.json()["keys"] == []
