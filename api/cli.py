@@ -6,6 +6,7 @@ import typer
 
 from api import commands
 from api.vault.commands import keys_app
+from runner.cli import run_command
 from sandbox.cli import app as sandbox_app
 
 app = typer.Typer(help="DTMA console: manage DTMA toolboxes on DigitalOcean.", no_args_is_help=True)
@@ -13,4 +14,5 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(commands.token_app, name="token")
 app.command("serve")(commands.serve)
 app.command("sync")(commands.sync)
+app.command("run")(run_command)
 app.add_typer(keys_app, name="keys")
