@@ -70,7 +70,7 @@ async def _start(
 async def agent_action(
     request: Request,
     toolbox_id: ToolboxIdPath,
-    kind: Literal["restart", "redeploy"],
+    kind: Literal["install", "restart", "redeploy"],
     browser: PostingBrowserDep,
     context: ContextDep,
     db: SessionDep,
@@ -79,7 +79,7 @@ async def agent_action(
         token = unseal(toolbox.agent_token_ciphertext)
         return actions.dtma_action(kind, context.settings, token)
 
-    what = "Restart the agent" if kind == "restart" else "Redeploy the agent"
+    what = f"{kind.capitalize()} the agent"
     return await _start(request, context, db, browser.user, toolbox_id, what, make)
 
 
