@@ -11,7 +11,7 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError
 from api.log import configure_logging
-from api.services import toolboxes, users
+from api.services import audit, toolboxes, users
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
 
@@ -69,9 +69,13 @@ def sync() -> None:
     (agent, or SSH when the agent does not answer) into the database."""
     context = _context()
     try:
-        droplets = list_tagged_droplets(context.settings)
-        with session_scope(context.sessions) as session:
+        with (
+            session_scope(context.sessions) as session,
+            audit.audited(session, user=None, action="toolboxes.sync", actor="cli") as entry,
+        ):
+            droplets = list_tagged_droplets(context.settings)
             report = toolboxes.import_droplets(session, droplets)
+            entry.detail = report.summary()
     except ApiError as error:
         raise _fail(error) from error
     typer.echo(f"sync: {report.summary()}")

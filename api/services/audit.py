@@ -63,6 +63,7 @@ def audited(
     action: str,
     toolbox_id: str | None = None,
     parameters: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> Iterator[AuditEntry]:
     """Record `action` as successful when the block ends, or as failed (with the reason,
     committed on its own) when it raises an ApiError. The caller commits on success."""
@@ -74,6 +75,7 @@ def audited(
             outcome="successful",
             toolbox_id=toolbox_id,
             parameters=parameters,
+            actor=actor,
         )
     except ApiError as error:
         session.rollback()
@@ -85,6 +87,7 @@ def audited(
             toolbox_id=toolbox_id,
             parameters=parameters,
             detail=error.message,
+            actor=actor,
         )
         session.commit()
         raise
