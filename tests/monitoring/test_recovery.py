@@ -135,6 +135,7 @@ def test_crashing_tool_is_restarted_up_to_the_limit_then_recovery_gives_up(
     # A tool instance that works for 3 s, then exits with status 3; no restart policy, so
     # only the console's recovery brings it back. Started on the droplet directly (the
     # console finds it at its next look, like any tool instance).
+    docker_on(droplet.container, "docker", "rm", "-f", tool, check=False)  # an earlier run's
     docker_on(
         droplet.container, "docker", "run", "-d", "--name", tool, "--label", "dtma.managed=true",
         "--label", f"dtma.instance={tool}", "dtma-tool-crashy:1.0",
@@ -219,3 +220,64 @@ def test_tool_exited_behind_the_back_is_restarted_unless_recovery_is_off(
             assert alert["state"] == "resolved" and alert["recovery"] == "succeeded"
         finally:
             remove_tool(http, toolbox_id, tool)
+
+
+def test_a_threshold_low_enough_to_trip_on_real_metrics_opens_an_alert_that_resolves(
+    console: Console,
+    toolboxes: dict[str, dict[str, Any]],
+    webhook_receiver: WebhookReceiver,
+    settings_of: Any,
+) -> None:
+    toolbox_id = toolboxes["toolbox-2"]["id"]
+    # Any droplet uses more than 0.5 % of its memory.
+    settings_of(toolbox_id, memory_threshold=0.5, threshold_checks=1)
+    with console.http() as http:
+        assert cycle(console, toolbox_id) == []  # a warning: nothing to repair
+        memory = check_of(http, toolbox_id, "memory")
+        assert memory["state"] == "failing" and memory["threshold"] == 0.5
+        assert memory["value"] > 0.5
+        health = http.get(f"/api/v1/toolboxes/{toolbox_id}/health").json()
+        assert health["verdict"] == "degraded"
+        [alert] = [a for a in alerts(http, toolbox_id, "memory") if a["state"] == "open"]
+        assert alert["severity"] == "warning" and alert["recovery"] == "none"
+        assert alert["value"] == memory["value"]
+
+        settings_of(toolbox_id, memory_threshold=None, threshold_checks=None)
+        cycle(console, toolbox_id)
+        assert check_of(http, toolbox_id, "memory")["state"] == "ok"
+        resolved = http.get(f"/api/v1/alerts/{alert['id']}").json()
+        assert resolved["state"] == "resolved" and resolved["resolved_at"]
+    assert webhook_receiver.events_for(alert["id"]) == ["opened", "resolved"]
+
+
+def test_a_tool_docker_keeps_restarting_is_reported_as_a_restart_loop_not_repaired(
+    console: Console, sandbox: SandboxInfo, toolboxes: dict[str, dict[str, Any]]
+) -> None:
+    droplet = sandbox.droplet("toolbox-3")
+    toolbox_id = toolboxes[droplet.name]["id"]
+    tool, check = "loopy", "tool_restart_loop:loopy"
+
+    def restarts() -> int:
+        counted = docker_on(droplet.container, "docker", "inspect", "-f", "{{.RestartCount}}", tool)
+        return int(counted.strip())
+
+    docker_on(droplet.container, "docker", "rm", "-f", tool, check=False)
+    docker_on(
+        droplet.container, "docker", "run", "-d", "--name", tool, "--restart", "unless-stopped",
+        "-e", "CRASHY_LINES=0", "--label", "dtma.managed=true", "--label", f"dtma.instance={tool}",
+        "dtma-tool-crashy:1.0",
+    )  # fmt: skip
+    with console.http() as http:
+        try:
+            assert cycle(console, toolbox_id) == []
+            seen = restarts()
+            wait_until(lambda: restarts() >= seen + 3, 60, "Docker to restart the tool 3 times")
+            assert cycle(console, toolbox_id) == []  # reported, not repaired
+            state = check_of(http, toolbox_id, check)
+            assert state["state"] == "failing" and state["value"] >= 3, state
+            [alert] = [a for a in alerts(http, toolbox_id, check) if a["state"] == "open"]
+            assert alert["severity"] == "warning" and alert["recovery"] == "none"
+        finally:
+            docker_on(droplet.container, "docker", "rm", "-f", tool)
+        cycle(console, toolbox_id)
+        assert all(a["state"] == "resolved" for a in alerts(http, toolbox_id, check))
