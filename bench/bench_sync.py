@@ -164,31 +164,40 @@ def serve_simulated_agents(addresses: Sequence[str], ready: Any) -> None:
 # -- the console side ----------------------------------------------------------------------
 def fresh_context(workdir: Path, **settings: Any) -> Context:
     context = Context.build(
-        Settings(database_url=f"sqlite:///{workdir / 'console.db'}", monitor_interval=0,
-                 **settings)  # fmt: skip
+        Settings(database_url=f"sqlite:///{workdir / 'console.db'}", monitor_interval=0, **settings)
     )
     migrate.upgrade(context.engine)
     return context
 
 
-def timed_syncs(context: Context, toolbox_ids: list[str] | None) -> list[SyncReport]:
-    async def rounds() -> list[SyncReport]:
+def timed_syncs(context: Context, toolbox_ids: list[str] | None) -> list[tuple[SyncReport, float]]:
+    """(report, CPU seconds this process spent on it) per round."""
+
+    async def rounds() -> list[tuple[SyncReport, float]]:
         async with Monitor(context, recovery=False) as monitor:
             await monitor.sync_all(toolbox_ids)  # warm-up: connections, first inserts
-            return [await monitor.sync_all(toolbox_ids) for _ in range(ROUNDS)]
+            measured = []
+            for _ in range(ROUNDS):
+                cpu = time.process_time()
+                report = await monitor.sync_all(toolbox_ids)
+                measured.append((report, time.process_time() - cpu))
+            return measured
 
     return asyncio.run(rounds())
 
 
-def describe(label: str, reports: list[SyncReport]) -> float:
-    times = [r.duration_ms / 1000 for r in reports]
+def describe(label: str, measured: list[tuple[SyncReport, float]]) -> float:
+    """Prints wall time (what the goal is about) and the console process's CPU time (what
+    the wall time would approach on an idle machine, give or take the agents' side)."""
+    times = [report.duration_ms / 1000 for report, _ in measured]
     median = statistics.median(times)
+    cpu = statistics.median(seconds for _, seconds in measured)
     states: dict[str, int] = {}
-    for result in reports[-1].toolboxes:
+    for result in measured[-1][0].toolboxes:
         states[result.status] = states.get(result.status, 0) + 1
     print(
-        f"{label:<34} median {median:6.3f} s   min {min(times):6.3f}   max {max(times):6.3f}"
-        f"   last: {states}"
+        f"{label:<28} wall median {median:6.3f} s (min {min(times):6.3f}, max {max(times):6.3f})"
+        f"   console CPU median {cpu:6.3f} s   last: {states}"
     )
     return median
 
@@ -278,7 +287,11 @@ def main() -> None:
     parser.add_argument("--simulated-only", action="store_true")
     parser.add_argument("--sandbox-only", action="store_true")
     options = parser.parse_args()
-    print(f"sync_all, median of {ROUNDS} rounds after a warm-up, on {os.cpu_count()} cores")
+    load = os.getloadavg()[0]
+    print(
+        f"sync_all, median of {ROUNDS} rounds after a warm-up, on {os.cpu_count()} cores "
+        f"(load average {load:.1f} at the start)"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         workdir = Path(tmp)
         if not options.simulated_only:
