@@ -9,6 +9,7 @@ never an exception that stops the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from api.models import utcnow
 from api.monitoring.agent_http import AgentReader
 from api.services.agent import AgentError
 from api.services.probe import ProbeError, SshTarget, read_all
+
+log = logging.getLogger("api.monitoring.observe")
 
 Source = Literal["agent", "ssh", "none"]
 
@@ -127,11 +130,18 @@ class Observer:
             return observation("agent", answers, None)
         except AgentError as error:
             agent_error, refused = error.reason, error.status in (401, 403)
+        except Exception as error:  # a bug must cost one toolbox its look, not the sync
+            log.exception("agent_read_failed", extra={"toolbox": target.name})
+            agent_error, refused = f"unexpected {type(error).__name__}: {error}", False
         try:
             async with self._ssh_slots:
                 answers = await self._read_ssh(target)
         except ProbeError as error:
             return observation("none", _NOTHING, agent_error, str(error), refused)
+        except Exception as error:
+            log.exception("ssh_probe_failed", extra={"toolbox": target.name})
+            reason = f"unexpected {type(error).__name__}: {error}"
+            return observation("none", _NOTHING, agent_error, reason, refused)
         return observation("ssh", answers, agent_error, None, refused)
 
     async def _read_agent(self, address: str, token: str) -> _Answers:
@@ -143,7 +153,7 @@ class Observer:
         timeout = self._ssh_timeout
         try:
             return await asyncio.wait_for(
-                loop.run_in_executor(self._ssh_pool, _probe, target.ssh(), timeout),
+                loop.run_in_executor(self._ssh_pool, _probe, target.ssh, timeout),
                 # One connection, several facts each bounded by the probe's timeout: the
                 # whole probe gets twice that before the toolbox counts as unreachable.
                 timeout=2 * timeout + 1,
@@ -165,8 +175,9 @@ def _container_list(listed: dict[str, Any]) -> list[dict[str, Any]]:
     return containers
 
 
-def _probe(target: SshTarget, timeout: float) -> _Answers:
-    status, system, listed = read_all(target, timeout)
+def _probe(ssh: Callable[[], SshTarget], timeout: float) -> _Answers:
+    """In a worker thread: finding the credentials may read files or the database."""
+    status, system, listed = read_all(ssh(), timeout)
     containers = listed.get("containers")
     if not isinstance(containers, list):
         raise ProbeError("the SSH probe gave no container list")
