@@ -54,6 +54,15 @@ class Observation:
     # The agent answered, but refused the console's token for this toolbox (401/403).
     agent_refused: bool = False
 
+    @classmethod
+    def failed(cls, target: Target, reason: str) -> Observation:
+        """A look that could not be made at all (the reason says why)."""
+        return cls(
+            toolbox_id=target.toolbox_id, name=target.name, observed_at=utcnow(),
+            source="none", status=None, system=None, containers=None, agent_error=reason,
+            ssh_error=None, duration_ms=0,
+        )  # fmt: skip
+
     @property
     def reachable(self) -> bool:
         return self.source != "none"

@@ -111,16 +111,36 @@ async def sync(
     """Observe every target and write the results; never raises for one toolbox's failure."""
     report = SyncReport(started_at=utcnow())
     started = time.perf_counter()
-    pending = {asyncio.ensure_future(observer.observe(target)) for target in targets}
+    arrived: asyncio.Queue[Observation] = asyncio.Queue()
+
+    async def look(target: Target) -> None:
+        try:
+            observation = await observer.observe(target)
+        except Exception as error:  # every target must arrive, whatever happened
+            log.exception("observe_failed", extra={"toolbox": target.name})
+            observation = Observation.failed(target, f"unexpected {type(error).__name__}")
+        arrived.put_nowait(observation)
+
+    looks = [asyncio.create_task(look(target)) for target in targets]
+    remaining = len(looks)
     batch: list[Observation] = []
-    while pending:
-        done, pending = await asyncio.wait(
-            pending, timeout=BATCH_IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
-        )
-        batch += [task.result() for task in done]
-        if batch and (len(batch) >= settings.sync_batch_size or not done or not pending):
-            await _write(sessions, settings, batch, report)
-            batch = []
+    try:
+        while remaining:
+            idle = False
+            try:
+                async with asyncio.timeout(BATCH_IDLE_SECONDS):
+                    batch.append(await arrived.get())
+            except TimeoutError:
+                idle = True
+            while not arrived.empty():
+                batch.append(arrived.get_nowait())
+            remaining = len(targets) - len(report.toolboxes) - len(batch)
+            if batch and (idle or not remaining or len(batch) >= settings.sync_batch_size):
+                await _write(sessions, settings, batch, report)
+                batch = []
+    finally:
+        for task in looks:
+            task.cancel()
     report.finished_at = utcnow()
     report.duration_ms = round((time.perf_counter() - started) * 1000)
     log.info(
