@@ -22,6 +22,13 @@ REMOVE_AGENT = (
     "systemctl disable --now dtma.service >/dev/null 2>&1; "
     "rm -rf /opt/dtma /etc/dtma /etc/systemd/system/dtma.service; systemctl daemon-reload"
 )
+# What `install` looks for: without the unit and the current release the agent is not
+# installed; the release directories stay, so reinstalling skips the pip install.
+UNINSTALL_AGENT = (
+    "systemctl disable --now dtma.service >/dev/null 2>&1; "
+    "rm -f /opt/dtma/current /opt/dtma/previous /etc/systemd/system/dtma.service; "
+    "systemctl daemon-reload"
+)
 
 
 @dataclass
@@ -179,6 +186,10 @@ def broken_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 
 def remove_agent(droplet: Droplet) -> None:
     docker_exec(droplet, REMOVE_AGENT)
+
+
+def uninstall_agent(droplet: Droplet) -> None:
+    docker_exec(droplet, UNINSTALL_AGENT)
 
 
 @pytest.fixture(scope="session")
