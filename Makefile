@@ -23,8 +23,8 @@ lint: bootstrap
 	$(BIN)/mypy
 	ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline -q roles playbooks
 
-pytest: bootstrap
-	$(BIN)/pytest $(PYTEST_ARGS)
+pytest: bootstrap ## every tests/<area> on a sandbox fleet of its own
+	@PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/pytest-areas.sh
 
 molecule: bootstrap
 	@bash scripts/molecule.sh

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run the test suite one area (tests/<area>) at a time, each on a sandbox fleet of its own.
+#
+# Areas change their droplets on purpose (agents installed with their console's token, SSH
+# keys rotated, host keys regenerated, droplets stopped): a fleet per area keeps one area's
+# faults from leaking into the next, exactly as each area is developed. Each fleet is torn
+# down when its area ends, so only one runs at a time.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+areas=("$@")
+if [ ${#areas[@]} -eq 0 ]; then
+    for dir in tests/*/; do areas+=("$(basename "$dir")"); done
+fi
+
+failed=()
+index=0
+for area in "${areas[@]}"; do
+    index=$((index + 1))
+    echo "== pytest tests/$area"
+    started=$SECONDS
+    DTMA_SANDBOX_DIR="$PWD/.sandbox-test/$area" \
+    DTMA_SANDBOX_NET="127.0.$((40 + index))" \
+    DTMA_SANDBOX_API_PORT="$((8140 + index))" \
+    DTMA_SANDBOX_PREFIX="test-$area-" \
+        .venv/bin/pytest "tests/$area" ${PYTEST_ARGS:-}
+    status=$?
+    echo "== tests/$area: exit $status in $((SECONDS - started)) s"
+    [ $status -eq 0 ] || failed+=("$area")
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed areas: ${failed[*]}"
+    exit 1
+fi
+echo "all ${#areas[@]} test areas passed"
