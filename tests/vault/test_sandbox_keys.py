@@ -76,15 +76,13 @@ def key_rows(served: VaultConsole, name: str) -> list[tuple[str, str, str, str |
 def test_first_contact_pins_the_host_keys_the_droplet_offers(
     vault_console: VaultConsole, sandbox: SandboxInfo
 ) -> None:
-    # First in the module: no toolbox has been bootstrapped (or pinned) yet.
+    # First in the module, before any toolbox has its own key. The first SSH contact (the
+    # sync's state probe when no agent answers, else this action) records the host keys.
     droplet = sandbox.droplets[0]
     toolbox_id = vault_console.toolboxes[droplet.name]["id"]
-    with vault_console.console.http() as http:
-        before = http.get(f"/api/v1/toolboxes/{toolbox_id}/host-key").json()
-    assert before["pinned"] == []
 
-    # An action before the toolbox has its own key: the operator key, and the host keys
-    # recorded on this first contact, then checked strictly.
+    # An action before the toolbox has its own key: it gets in with the operator key, and
+    # with strict checking against the recorded keys.
     assert_reached(reach(vault_console, droplet.name), droplet.name)
 
     with vault_console.console.http() as http:
@@ -93,6 +91,14 @@ def test_first_contact_pins_the_host_keys_the_droplet_offers(
         droplet.container
     )
     assert {k["recorded_by"] for k in after["pinned"]} == {"trust-on-first-use"}
+    engine = vault_console.engine()
+    with Session(engine) as session:
+        pins = list(session.scalars(select(AuditEntry).where(
+            AuditEntry.toolbox_id == toolbox_id, AuditEntry.action == "toolbox.host_key.pin"
+        )))  # fmt: skip
+    engine.dispose()
+    assert [(e.actor, e.outcome) for e in pins] == [("system", "successful")]
+    assert set(pins[0].parameters["fingerprints"]) == {k["fingerprint"] for k in after["pinned"]}
 
 
 @pytest.fixture(scope="module")
