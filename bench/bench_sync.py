@@ -254,12 +254,14 @@ def install_agents(config: SandboxConfig, sandbox: fleet.SandboxInfo, token_dir:
 
 
 def bench_sandbox(workdir: Path) -> None:
+    """Leaves the sandbox with its droplets (remove the extra ones with `sandbox down`)."""
     config = SandboxConfig.from_env()
     started = time.perf_counter()
     sandbox = fleet.up(config, SANDBOX_DROPLETS)
     print(f"(sandbox with {len(sandbox.droplets)} droplets up in "
           f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
-    token_dir = workdir / "tokens"
+    # Kept with the sandbox, so that a second run of the bench reinstalls nothing.
+    token_dir = config.state_dir / "bench-agent-tokens"
     install_agents(config, sandbox, token_dir)
     context = fresh_context(
         workdir,
