@@ -25,6 +25,7 @@ from api.models import Run, Toolbox, utcnow
 from api.monitoring.checks import AGENT, TOOL_EXITED, recovery_action, tool_of
 from api.monitoring.events import AlertEvent, alert_event
 from api.monitoring.limits import Limits
+from api.monitoring.metrics import ALERT_EVENTS, RECOVERY_RUNS
 from api.monitoring.models import Alert, MonitoringSettings, RecoveryAttempt
 from api.secret_box import unseal
 from api.services import actions
@@ -54,6 +55,8 @@ class Recovery:
         """Start the repairs that are due; returns the ids of the runs started."""
         busy = set(self._running)
         plans, events = await asyncio.to_thread(self._plan, toolbox_ids, busy)
+        for event in events:
+            ALERT_EVENTS.labels(event.event, event.payload["alert"]["severity"]).inc()
         self._publish(events)
         started = []
         for plan in plans:
@@ -221,6 +224,7 @@ class Recovery:
         log.info("recovery_postponed", extra={"alert_id": plan.alert_id, "reason": reason})
 
     def _finish(self, plan: Plan, run_id: str | None, status: str, detail: str | None) -> None:
+        RECOVERY_RUNS.labels(plan.action.name, status).inc()
         with session_scope(self._context.sessions) as session:
             attempt = session.get(RecoveryAttempt, plan.attempt_id)
             if attempt is not None:

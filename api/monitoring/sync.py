@@ -25,6 +25,7 @@ from api.monitoring import checks
 from api.monitoring.evaluate import apply_verdicts
 from api.monitoring.events import AlertEvent
 from api.monitoring.limits import Limits
+from api.monitoring.metrics import ALERT_EVENTS, SYNC_DURATION, SYNC_TOOLBOXES
 from api.monitoring.models import Alert, CheckState, MonitoringSettings
 from api.monitoring.observe import Observation, Observer, Target
 from api.monitoring.store import STATUS_BY_SOURCE, record_observation
@@ -143,6 +144,11 @@ async def sync(
             task.cancel()
     report.finished_at = utcnow()
     report.duration_ms = round((time.perf_counter() - started) * 1000)
+    SYNC_DURATION.observe(report.duration_ms / 1000)
+    for result in report.toolboxes:
+        SYNC_TOOLBOXES.labels(result.status).inc()
+    for event in report.events:
+        ALERT_EVENTS.labels(event.event, event.payload["alert"]["severity"]).inc()
     log.info(
         "sync_finished",
         extra={

@@ -136,6 +136,10 @@ def test_sync_route_and_command_import_the_droplets_and_read_every_toolbox(
     listed = {t["name"]: t for t in synced.json()["toolboxes"]}
     assert set(listed) >= {d.name for d in sandbox.droplets}
     assert all(t["status"] == "up" and t["last_error"] is None for t in listed.values()), listed
+    with console.http() as http:
+        metrics = http.get("/metrics").text
+    assert 'dtma_sync_toolboxes_total{status="up"}' in metrics
+    assert "dtma_sync_duration_seconds_count" in metrics
     settings = console.context.settings
     env = {
         **os.environ,
