@@ -21,7 +21,7 @@ lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline -q roles playbooks
+	PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible.cfg ANSIBLE_INVENTORY=localhost, $(BIN)/ansible-lint --profile production --offline -q roles playbooks
 
 pytest: bootstrap ## every tests/<area> on a sandbox fleet of its own
 	@PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/pytest-areas.sh
