@@ -145,9 +145,11 @@ def main() -> None:
                 tools = f"/api/v1/toolboxes/{toolbox['id']}/tools"
                 _ok(http.post(f"/api/v1/toolboxes/{toolbox['id']}/dtma/install"))
                 _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
-                _restarts(http, tools, droplet.container, sandbox)
-                _status(base, token, toolbox["id"])
-                _ok(http.delete(f"{tools}/{INSTANCE}"))
+                try:
+                    _restarts(http, tools, droplet.container, sandbox)
+                    _status(base, token, toolbox["id"])
+                finally:
+                    _ok(http.delete(f"{tools}/{INSTANCE}"))
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)

@@ -98,7 +98,7 @@ def test_tool_lifecycle_through_api_v1_matches_the_droplet(
 
         listed = http.get(base).json()
         assert listed["source"] == "agent"
-        assert [c["name"] for c in listed["data"]["containers"]] == ["echo"]
+        assert "echo" in [c["name"] for c in listed["data"]["containers"]]
         logs = http.get(f"{base}/echo/logs", params={"tail": 20})
         assert logs.status_code == 200 and "url:/" in logs.text
         with http.stream("GET", f"{base}/echo/logs", params={"tail": 0, "follow": True}) as live:
@@ -161,7 +161,7 @@ def test_compat_tool_actions_each_do_what_they_say(
         assert http.post(f"/api/v1/toolboxes/{toolbox_id}/tools", json=ECHO).status_code == 200
         listed = act("list", None)
         assert listed.status_code == 200 and listed.json()["success"] is True
-        assert [c["name"] for c in listed.json()["data"]["data"]["containers"]] == ["echo"]
+        assert "echo" in [c["name"] for c in listed.json()["data"]["data"]["containers"]]
         assert "timestamp" in listed.json()
 
         logs = act("logs")
