@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -356,33 +357,47 @@ async def _run_rotation(context: Context, plan: _Plan, user: User | None) -> Key
     return outcome
 
 
-async def rotate(context: Context, toolbox_id: str, user: User | None) -> KeyOutcome:
-    """Bootstrap (no own key yet) or rotate the toolbox's key; see the module docstring.
-    Runs to the end even if the caller goes away."""
+async def _exclusively(
+    context: Context,
+    toolbox_id: str,
+    user: User | None,
+    operation: Callable[[], Awaitable[KeyOutcome]],
+) -> KeyOutcome:
+    """Run a key operation alone on its toolbox, to the end even if the caller goes away;
+    audit and log its outcome."""
     if toolbox_id in _in_flight:
         raise ToolboxBusy(f"a key operation on toolbox '{toolbox_id}' is already running")
     _in_flight.add(toolbox_id)
 
     async def whole() -> KeyOutcome:
         try:
-            plan = await run_in_threadpool(_prepare, context, toolbox_id)
-            outcome = await _run_rotation(context, plan, user)
-            await run_in_threadpool(_audit, context, user, outcome)
-            log.info(
-                "ssh_key_operation",
-                extra={
-                    "operation": outcome.operation,
-                    "toolbox_id": toolbox_id,
-                    "success": outcome.success,
-                    "fingerprint": outcome.fingerprint,
-                    "runs": [r.run_id for r in outcome.runs],
-                },
-            )
-            return outcome
+            outcome = await operation()
         finally:
             _in_flight.discard(toolbox_id)
+        await run_in_threadpool(_audit, context, user, outcome)
+        log.info(
+            "ssh_key_operation",
+            extra={
+                "operation": outcome.operation,
+                "toolbox_id": toolbox_id,
+                "success": outcome.success,
+                "fingerprint": outcome.fingerprint,
+                "runs": [r.run_id for r in outcome.runs],
+            },
+        )
+        return outcome
 
     return await asyncio.shield(asyncio.ensure_future(whole()))
+
+
+async def rotate(context: Context, toolbox_id: str, user: User | None) -> KeyOutcome:
+    """Bootstrap (no own key yet) or rotate the toolbox's key; see the module docstring."""
+
+    async def operation() -> KeyOutcome:
+        plan = await run_in_threadpool(_prepare, context, toolbox_id)
+        return await _run_rotation(context, plan, user)
+
+    return await _exclusively(context, toolbox_id, user, operation)
 
 
 def _prepare_revoke(context: Context, toolbox_id: str) -> tuple[Target, ToolboxSshKey]:
@@ -405,33 +420,26 @@ def _mark_revoked(context: Context, key_id: str) -> None:
 async def revoke(context: Context, toolbox_id: str, user: User | None) -> KeyOutcome:
     """Remove the toolbox's own key from the droplet (decommissioning) and erase it. The
     console cannot reach the toolbox with it afterwards."""
-    if toolbox_id in _in_flight:
-        raise ToolboxBusy(f"a key operation on toolbox '{toolbox_id}' is already running")
-    _in_flight.add(toolbox_id)
 
-    async def whole() -> KeyOutcome:
-        try:
-            target, key = await run_in_threadpool(_prepare_revoke, context, toolbox_id)
-            runs: list[StepRun] = []
-            result = await _step(context, target, _revoke_action([key.public_key]), user, runs)
-            outcome = KeyOutcome(
-                toolbox_id=toolbox_id,
-                operation="ssh_key.revoke",
-                success=result.success,
-                message="",
-                fingerprint=key.fingerprint,
-                runs=runs,
-            )
-            if result.success:
-                await run_in_threadpool(_mark_revoked, context, key.id)
-                outcome.message = f"key {key.fingerprint} was removed from {target.host} and erased"
-            else:
-                outcome.active_fingerprint = key.fingerprint
-                outcome.message = f"key {key.fingerprint} could not be removed from {target.host}"
-                outcome.error = result.error
-            await run_in_threadpool(_audit, context, user, outcome)
-            return outcome
-        finally:
-            _in_flight.discard(toolbox_id)
+    async def operation() -> KeyOutcome:
+        target, key = await run_in_threadpool(_prepare_revoke, context, toolbox_id)
+        runs: list[StepRun] = []
+        result = await _step(context, target, _revoke_action([key.public_key]), user, runs)
+        outcome = KeyOutcome(
+            toolbox_id=toolbox_id,
+            operation="ssh_key.revoke",
+            success=result.success,
+            message="",
+            fingerprint=key.fingerprint,
+            runs=runs,
+        )
+        if result.success:
+            await run_in_threadpool(_mark_revoked, context, key.id)
+            outcome.message = f"key {key.fingerprint} was removed from {target.host} and erased"
+        else:
+            outcome.active_fingerprint = key.fingerprint
+            outcome.message = f"key {key.fingerprint} could not be removed from {target.host}"
+            outcome.error = result.error
+        return outcome
 
-    return await asyncio.shield(asyncio.ensure_future(whole()))
+    return await _exclusively(context, toolbox_id, user, operation)

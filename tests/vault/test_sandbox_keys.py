@@ -355,6 +355,33 @@ def test_master_key_rotation_keeps_every_toolbox_reachable(
         assert_reached(reach(vault_console, droplet.name), droplet.name)
 
 
+def test_revoke_removes_the_key_from_the_droplet_and_erases_it(
+    vault_console: VaultConsole, bootstrapped: dict[str, dict[str, Any]], sandbox: SandboxInfo,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    droplet = sandbox.droplet("toolbox-1")
+    toolbox_id = vault_console.toolboxes["toolbox-1"]["id"]
+    private = vault_console.active_private_key("toolbox-1")
+    active = next(k for k in vault_console.keys("toolbox-1") if k.state == "active")
+
+    with vault_console.console.http(timeout=900) as http:
+        response = http.post(f"/api/v1/toolboxes/{toolbox_id}/ssh-key/revoke")
+        access = http.get(f"/api/v1/toolboxes/{toolbox_id}/ssh-key").json()
+
+    assert response.status_code == 200, response.text
+    assert response.json()["operation"] == "ssh_key.revoke"
+    assert blob(active.public_key) not in authorized_blobs(droplet.container)
+    refused = ssh_login(
+        droplet.address, private, vault_console.pinned_known_hosts("toolbox-1"), tmp_path
+    )
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    revoked = next(k for k in vault_console.keys("toolbox-1") if k.id == active.id)
+    assert (revoked.state, revoked.private_key_sealed) == ("revoked", None)
+    assert (access["source"], access["fingerprint"]) == ("bootstrap", None)
+    # Decommissioned: the console has no key left that the droplet accepts.
+    assert reach(vault_console, "toolbox-1")["status"] == "unreachable"
+
+
 def test_database_holds_no_plaintext_secret(
     vault_console: VaultConsole, bootstrapped: dict[str, dict[str, Any]]
 ) -> None:
