@@ -90,12 +90,12 @@ def pip_command(tools_dir: Path) -> list[str]:
     """pip from a private venv, so the caller's interpreter needs no pip of its own."""
     python = tools_dir / "bin" / "python"
     if not python.exists():
+        # Made aside and renamed, so an interrupted build leaves no half venv behind; one
+        # left by an older build is replaced (builds are serialized by the lock in main).
         staging = Path(tempfile.mkdtemp(prefix=".tools-", dir=tools_dir.parent))
         venv.EnvBuilder(with_pip=True, clear=True).create(staging)
-        try:
-            os.rename(staging, tools_dir)
-        except OSError:  # another build made it first
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(tools_dir, ignore_errors=True)
+        os.rename(staging, tools_dir)
     return [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
