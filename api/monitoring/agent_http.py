@@ -1,4 +1,4 @@
-"""The sync's reader of agents: a few JSON GETs in a row over one HTTP/1.1 connection.
+"""The sync's reader of agents: a few JSON GETs pipelined over one HTTP/1.1 connection.
 
 Why not the shared httpx client (api/services/agent.py, used by the routes)? The sync reads
 hundreds of agents at once, and httpx's connection pool slows down with the number of
@@ -30,41 +30,50 @@ class AgentReader:
         self.timeout = timeout
 
     async def read(self, address: str, token: str, paths: Sequence[str]) -> list[dict[str, Any]]:
-        """GET each path in turn (with the bearer token), each answer a JSON object."""
+        """GET each path (with the bearer token); each answer must be a JSON object.
+
+        The requests are pipelined: all sent at once, the answers read in order, so a
+        toolbox costs one round trip after the connection, not one per path. Should the
+        agent close the connection early, the rest is asked again on a new one."""
         if any(ord(c) < 0x21 or ord(c) > 0x7E for c in token):
             raise AgentError("the toolbox's agent token holds characters a header cannot")
         where = f"agent at {address}:{self.port}"
         host = f"[{address}]" if ":" in address else address
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        answers = []
-        try:
-            for path in paths:
-                if connection is None:
-                    connection = await self._connect(address, where)
-                reader, writer = connection
+        answers: list[dict[str, Any]] = []
+        while len(answers) < len(paths):
+            reader, writer = await self._connect(address, where)
+            try:
+                asked = paths[len(answers) :]
                 writer.write(
-                    f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
-                    f"Authorization: Bearer {token}\r\nAccept: application/json\r\n"
-                    "User-Agent: dtma-console-sync\r\n\r\n".encode()
+                    b"".join(
+                        f"GET {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
+                        f"Authorization: Bearer {token}\r\nAccept: application/json\r\n"
+                        "User-Agent: dtma-console-sync\r\n\r\n".encode()
+                        for path in asked
+                    )
                 )
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        await writer.drain()
-                        status, keep_alive, body = await _response(reader)
-                except TimeoutError:
-                    raise AgentUnreachable(f"{where} timed out after {self.timeout:g} s") from None
-                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
-                    raise AgentUnreachable(f"{where} broke off: {_reason(error)}") from error
-                except ValueError as error:
-                    raise AgentError(f"{where} answered malformed HTTP: {error}") from error
-                answers.append(_json(status, body, path))
-                if not keep_alive:
-                    writer.close()
-                    connection = None
-        finally:
-            if connection is not None:
-                connection[1].close()
+                for path in asked:
+                    status, keep_alive, body = await self._response(reader, writer, where)
+                    answers.append(_json(status, body, path))
+                    if not keep_alive:
+                        break
+            finally:
+                writer.close()
         return answers
+
+    async def _response(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str
+    ) -> tuple[int, bool, bytes]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await writer.drain()
+                return await _response(reader)
+        except TimeoutError:
+            raise AgentUnreachable(f"{where} timed out after {self.timeout:g} s") from None
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+            raise AgentUnreachable(f"{where} broke off: {_reason(error)}") from error
+        except ValueError as error:
+            raise AgentError(f"{where} answered malformed HTTP: {error}") from error
 
     async def _connect(
         self, address: str, where: str
