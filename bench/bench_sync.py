@@ -1,10 +1,11 @@
 """`sync_all` wall time: real sandbox droplets (3, 10, 20) and 500 simulated agents.
 
 Part 1, sandbox: brings the sandbox up with BENCH_SYNC_DROPLETS droplets (default 20;
-creating droplets is slow on 2 cores, see README numbers), installs the DTMA agent on all of
-them in one `ansible-playbook playbooks/dtma_install.yml` run (tokens generated into this
-run's own directory), imports them into a fresh console database and times sync_all over
-the first 3, 10 and 20 toolboxes.
+17 new droplets took 160 s on this 2-core machine, the agent install on 20 in one run
+240-600 s depending on the load), installs the DTMA agent on all of them in one
+`ansible-playbook playbooks/dtma_install.yml` run (tokens kept in the sandbox's state
+directory), imports them into a fresh console database and times sync_all over the first
+3, 10 and 20 toolboxes. The droplets it added are deleted at the end.
 
 Part 2, simulated: one loopback server process answers the agent's routes (/status,
 /system, /containers, with per-address bearer tokens) on port 30000 of 500 loopback
@@ -32,6 +33,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from api import migrate
 from api.context import Context
@@ -224,7 +227,7 @@ def bench_simulated(workdir: Path) -> float:
                 )  # fmt: skip
         reports = timed_syncs(context, None)
         with session_scope(context.sessions) as session:
-            instances = session.query(ToolInstance).count()
+            instances = len(session.scalars(select(ToolInstance)).all())
         print(f"(simulated: {len(addresses)} agents in one server process (pid {server.pid}),"
               f" {instances} tool instances kept in the DB)")  # fmt: skip
         median = describe(f"simulated agents x{len(addresses)}", reports)
@@ -254,34 +257,51 @@ def install_agents(config: SandboxConfig, sandbox: fleet.SandboxInfo, token_dir:
 
 
 def bench_sandbox(workdir: Path) -> None:
-    """Leaves the sandbox with its droplets (remove the extra ones with `sandbox down`)."""
+    """The droplets this bench adds are deleted again at its end."""
     config = SandboxConfig.from_env()
+    before = {d.name for d in fleet.info(config).droplets} if _sandbox_up(config) else None
     started = time.perf_counter()
     sandbox = fleet.up(config, SANDBOX_DROPLETS)
     print(f"(sandbox with {len(sandbox.droplets)} droplets up in "
           f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
-    # Kept with the sandbox, so that a second run of the bench reinstalls nothing.
-    token_dir = config.state_dir / "bench-agent-tokens"
-    install_agents(config, sandbox, token_dir)
-    context = fresh_context(
-        workdir,
-        do_api_url=sandbox.api_url,
-        do_api_token=sandbox.api_token,
-        ssh_key_file=sandbox.operator_key,
-        known_hosts_file=sandbox.known_hosts,
-    )
-    with session_scope(context.sessions) as session:
-        toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
-        by_name = {t.name: t for t in session.query(Toolbox)}
-        for name, toolbox in by_name.items():
-            toolbox.agent_token_ciphertext = seal((token_dir / name).read_text().strip())
-        ordered = [by_name[d.name].id for d in sandbox.droplets if d.name in by_name]
-    for size in (3, 10, 20):
-        if size > len(ordered):
-            print(f"sandbox droplets x{size:<3}: skipped (only {len(ordered)} droplets)")
-            continue
-        describe(f"sandbox droplets x{size}", timed_syncs(context, ordered[:size]))
-    context.engine.dispose()
+    try:
+        # Kept with the sandbox, so that a second run of the bench reinstalls nothing.
+        token_dir = config.state_dir / "bench-agent-tokens"
+        install_agents(config, sandbox, token_dir)
+        context = fresh_context(
+            workdir,
+            do_api_url=sandbox.api_url,
+            do_api_token=sandbox.api_token,
+            ssh_key_file=sandbox.operator_key,
+            known_hosts_file=sandbox.known_hosts,
+        )
+        with session_scope(context.sessions) as session:
+            toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
+            by_name = {t.name: t for t in session.scalars(select(Toolbox))}
+            for name, toolbox in by_name.items():
+                toolbox.agent_token_ciphertext = seal((token_dir / name).read_text().strip())
+            ordered = [by_name[d.name].id for d in sandbox.droplets if d.name in by_name]
+        for size in (3, 10, 20):
+            if size > len(ordered):
+                print(f"sandbox droplets x{size:<3}: skipped (only {len(ordered)} droplets)")
+                continue
+            describe(f"sandbox droplets x{size}", timed_syncs(context, ordered[:size]))
+        context.engine.dispose()
+    finally:
+        if before is not None:
+            _delete_droplets_not_in(config, before)
+
+
+def _sandbox_up(config: SandboxConfig) -> bool:
+    return bool(fleet.status(config)["emulator"]["running"])
+
+
+def _delete_droplets_not_in(config: SandboxConfig, keep: set[str]) -> None:
+    client = fleet.EmulatorClient(config, config.token_file.read_text().strip())
+    extra = [d for d in client.droplets() if d["name"] not in keep]
+    for droplet in extra:
+        client.delete_droplet(droplet["id"])
+    print(f"(deleted the {len(extra)} droplets this bench added)")
 
 
 def main() -> None:
