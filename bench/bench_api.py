@@ -12,7 +12,8 @@ api / ansible-playbook (goal <= 1.05).
 
 Part 2: BENCH_REQUESTS (default 300) sequential `GET .../dtma/status` (p50, p99), then the
 same number spread over BENCH_CONCURRENCY (default 8) concurrent clients (requests/s).
-Every answer must come from the agent.
+Every answer must come from the agent. The console's own CPU time per request is printed
+too: unlike latency, it does not depend on what else the machine is doing.
 
     .venv/bin/python bench/bench_api.py
 """
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
@@ -147,7 +149,7 @@ def main() -> None:
                 _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
                 try:
                     _restarts(http, tools, droplet.container, sandbox)
-                    _status(base, token, toolbox["id"])
+                    _status(base, token, toolbox["id"], psutil.Process(process.pid))
                 finally:
                     _ok(http.delete(f"{tools}/{INSTANCE}"))
         finally:
@@ -208,7 +210,12 @@ def _restarts(http: httpx.Client, tools: str, container: str, sandbox: fleet.San
     )
 
 
-def _status(base: str, token: str, toolbox_id: str) -> None:
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _status(base: str, token: str, toolbox_id: str, server: psutil.Process) -> None:
     url = f"/api/v1/toolboxes/{toolbox_id}/dtma/status"
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -223,7 +230,9 @@ def _status(base: str, token: str, toolbox_id: str) -> None:
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
         for _ in range(10):
             one(http)
+        cpu_before = _cpu_seconds(server)
         latencies = [one(http) for _ in range(REQUESTS)]
+        cpu_per_request = (_cpu_seconds(server) - cpu_before) / REQUESTS
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
 
     per_client = max(1, REQUESTS // CONCURRENCY)
@@ -247,7 +256,10 @@ def _status(base: str, token: str, toolbox_id: str) -> None:
     if errors:
         raise RuntimeError(f"{len(errors)} concurrent client(s) failed: {errors[0]}")
     print(f"GET .../dtma/status (through the agent), {REQUESTS} sequential requests:")
-    print(f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms")
+    print(
+        f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   console CPU "
+        f"{cpu_per_request * 1000:.1f} ms per request"
+    )
     print(
         f"  {per_client * CONCURRENCY / elapsed:7.1f} requests/s with {CONCURRENCY} "
         f"concurrent clients"
