@@ -14,13 +14,21 @@ from api.log import configure_logging
 from api.services import audit, toolboxes, users
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
+from api.vault.crypto import MasterKeyError
+from api.vault.startup import use_vault
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 
 
 def _context() -> Context:
+    """The service's context for a command: migrated DB, vault open (per-toolbox keys)."""
     context = Context.build(Settings())
     migrate.upgrade(context.engine)
+    try:
+        use_vault(context)
+    except MasterKeyError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from error
     return context
 
 
