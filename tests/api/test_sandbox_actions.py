@@ -109,6 +109,7 @@ def test_tool_lifecycle_through_api_v1_matches_the_droplet(
                 "-c",
                 "import urllib.request; urllib.request."
                 "urlopen('http://127.0.0.1:18080/followed-line')",
+                check=False,  # a 404 is fine: the request's log line is what counts
             )
             seen = ""
             for chunk in live.iter_text():
