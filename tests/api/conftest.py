@@ -85,7 +85,17 @@ def database_url(
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, jwt_secret="test-jwt-secret-0123456789abcdef")
+    """Everything these tests depend on is set here, whatever the shell exports."""
+    return Settings(
+        database_url=database_url,
+        jwt_secret="test-jwt-secret-0123456789abcdef",
+        jwt_audience=None,
+        do_api_url="http://127.0.0.1:9/v2",  # nothing listens on the discard port
+        do_api_token=None,
+        ssh_key_file=None,
+        known_hosts_file=None,
+        monitor_interval=0,
+    )
 
 
 @pytest.fixture
