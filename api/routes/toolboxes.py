@@ -16,6 +16,7 @@ from api.schemas.toolboxes import SyncReport, ToolboxDetail, ToolboxOut, Toolbox
 from api.services import audit, toolboxes
 from api.services.digitalocean import list_tagged_droplets
 from api.services.toolboxes import ImportReport
+from api.vault import info as vault_info
 
 router = APIRouter(prefix="/api/v1/toolboxes", tags=["toolboxes"])
 
@@ -59,9 +60,12 @@ async def sync_toolboxes(
 
 
 @router.get("/{toolbox_id}", response_model=ToolboxDetail)
-def get_toolbox(toolbox: ToolboxDep) -> ToolboxDetail:
-    """One toolbox with its tool instances and the last state read from it."""
-    return ToolboxDetail.model_validate(toolbox)
+def get_toolbox(toolbox: ToolboxDep, session: SessionDep) -> ToolboxDetail:
+    """One toolbox with its tool instances, the last state read from it and its SSH key's
+    metadata."""
+    detail = ToolboxDetail.model_validate(toolbox)
+    detail.ssh_access = vault_info.ssh_access(session, toolbox)
+    return detail
 
 
 @router.patch("/{toolbox_id}", response_model=ToolboxOut)

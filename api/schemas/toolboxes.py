@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.vault.schemas import SshAccessOut
+
 
 class ToolInstanceOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -50,6 +52,11 @@ class ToolboxDetail(ToolboxOut):
     last_state: dict[str, Any] = Field(
         description="Last answers read from the toolbox (status, system), with their source "
         "and observation time"
+    )
+    ssh_access: SshAccessOut | None = Field(
+        default=None,
+        description="The SSH key the console reaches the toolbox with (metadata only, never "
+        "the private key)",
     )
 
 
