@@ -12,6 +12,8 @@ from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 
 SANDBOX_DROPLETS = int(os.environ.get("DTMA_TEST_DROPLETS", "3"))
+# No background monitoring loop in any app a test builds; tests drive cycles themselves.
+os.environ.setdefault("DTMA_MONITOR_INTERVAL", "0")
 
 
 @pytest.fixture(scope="session")
