@@ -83,7 +83,9 @@ class ToolboxHealth(BaseModel):
         description="critical: a critical check fails; degraded: a warning check fails or a "
         "check is pending; healthy: every check passes; unknown: never looked at yet"
     )
-    status: str = Field(description="Agent state at the last look: up | down | unreachable")
+    status: str = Field(
+        description="Agent state at the last look: up | down | refused | unreachable"
+    )
     observed_at: datetime | None = Field(description="When the toolbox last answered")
     last_error: str | None
     checks: list[CheckOut]

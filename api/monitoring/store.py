@@ -18,7 +18,11 @@ STATUS_BY_SOURCE = {"agent": "up", "ssh": "down", "none": "unreachable"}
 
 
 def record_observation(session: Session, toolbox: Toolbox, observation: Observation) -> None:
-    toolbox.status = STATUS_BY_SOURCE[observation.source]
+    # An agent that answers but refuses the console's token is not "down": restarting it
+    # would not help (the badge says so, and recovery does not restart it).
+    toolbox.status = (
+        "refused" if observation.agent_refused else STATUS_BY_SOURCE[observation.source]
+    )
     toolbox.last_error = observation.error
     if not observation.reachable:
         return
