@@ -27,6 +27,8 @@ OPERATIONS = (
 def test_reads_and_actions_on_a_real_toolbox_answer_as_documented(
     console: Console, toolboxes: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
+    # One worker: hypothesis describing strategies in two threads at once trips CPython 3.11's
+    # "AST constructor recursion depth mismatch" (a Runtime Error, not a finding).
     toolbox_id = toolboxes["toolbox-1"]["id"]
     config = f'[parameters]\n"path.toolbox_id" = {json.dumps(toolbox_id)}\n'
     outcome = schemathesis_run.run(
@@ -34,7 +36,7 @@ def test_reads_and_actions_on_a_real_toolbox_answer_as_documented(
         console.token,
         tmp_path,
         "--include-name-regex", OPERATIONS,
-        "--phases", "examples,coverage,fuzzing", "--max-examples", "3", "--workers", "2",
+        "--phases", "examples,coverage,fuzzing", "--max-examples", "3", "--workers", "1",
         "--seed", "13", "--request-timeout", "660", "--max-failures", "20",
         config=config,
         timeout=1500,
