@@ -21,7 +21,12 @@ class Outcome:
     seconds: float
     operations: int
     failures: dict[str, list[str]]  # operation -> what failed, in short
+    seconds_by_operation: dict[str, float]
     tail: str
+
+    def slowest(self, count: int = 5) -> str:
+        ranked = sorted(self.seconds_by_operation.items(), key=lambda item: -item[1])
+        return ", ".join(f"{op} {seconds:.0f} s" for op, seconds in ranked[:count])
 
     def report(self) -> str:
         lines = [f"{op}: {', '.join(found)}" for op, found in sorted(self.failures.items())]
@@ -39,17 +44,17 @@ def _short(text: str) -> list[str]:
     return sorted(found) or [text.strip()[:300]]
 
 
-def _junit(report_dir: Path) -> tuple[int, dict[str, list[str]]]:
+def _junit(report_dir: Path) -> tuple[dict[str, float], dict[str, list[str]]]:
     failures: dict[str, list[str]] = {}
-    operations = 0
+    seconds: dict[str, float] = {}
     for path in report_dir.glob("junit*.xml"):
         for case in ET.parse(path).iter("testcase"):
-            operations += 1
+            seconds[case.get("name", "?")] = float(case.get("time") or 0)
             for problem in case:
                 if problem.tag in ("failure", "error"):
                     text = (problem.get("message") or "") + "\n" + (problem.text or "")
                     failures.setdefault(case.get("name", "?"), []).extend(_short(text))
-    return operations, failures
+    return seconds, failures
 
 
 def run(
@@ -75,11 +80,12 @@ def run(
     ]  # fmt: skip
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    operations, failures = _junit(report_dir)
+    seconds, failures = _junit(report_dir)
     return Outcome(
         returncode=done.returncode,
         seconds=time.monotonic() - started,
-        operations=operations,
+        operations=len(seconds),
         failures=failures,
+        seconds_by_operation=seconds,
         tail=done.stdout[-3000:] + done.stderr[-1000:],
     )
