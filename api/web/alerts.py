@@ -66,19 +66,19 @@ def alert_rows(db: Session, user: User, filters: Filters) -> list[AlertRow]:
 
 def _rows(db: Session, found: list[Alert]) -> list[AlertRow]:
     ids = [a.id for a in found]
-    names = dict(
-        db.execute(
-            select(Toolbox.id, Toolbox.name).where(Toolbox.id.in_({a.toolbox_id for a in found}))
+    toolbox_ids = {a.toolbox_id for a in found}
+    names: dict[str, str] = {
+        toolbox_id: name
+        for toolbox_id, name in db.execute(
+            select(Toolbox.id, Toolbox.name).where(Toolbox.id.in_(toolbox_ids))
         )
-        .tuples()
-        .all()
-    )
+    }
     runs: dict[str, list[str]] = {alert_id: [] for alert_id in ids}
     for alert_id, run_id in db.execute(
         select(RecoveryAttempt.alert_id, RecoveryAttempt.run_id)
         .where(RecoveryAttempt.alert_id.in_(ids), RecoveryAttempt.run_id.is_not(None))
         .order_by(RecoveryAttempt.started_at)
-    ).tuples():
+    ):
         runs[alert_id].append(str(run_id))
     return [AlertRow(a, names.get(a.toolbox_id, a.toolbox_id), runs[a.id]) for a in found]
 
