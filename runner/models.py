@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from runner import error_codes
 
@@ -90,3 +90,10 @@ class ConsoleResult(BaseModel):
                     "error_code": error_codes.classify(status, [str(values.get("error") or "")]),
                 }
         return values
+
+    # Values of the request's secret_outputs, by key: never dumped, never in repr.
+    _secret_outputs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def secret_output(self, key: str) -> Any:
+        """What the run published under `key` if the request named it a secret output."""
+        return self._secret_outputs.get(key)
