@@ -34,12 +34,13 @@ def test_every_operation_answers_only_documented_statuses_and_shapes(
     client: httpx.Client, admin: dict[str, str], tmp_path: Path
 ) -> None:
     """As an admin, on an empty fleet: every operation, including the admin-only ones, is
-    fed valid and invalid input. (Actions on a real toolbox: tests/fuzz.)"""
+    fed valid and invalid input. (Actions on a real toolbox: tests/fuzz.) One worker: with
+    two, hypothesis trips CPython 3.11's "AST constructor recursion depth mismatch"."""
     outcome = schemathesis_run.run(
         str(client.base_url),
         admin["token"],
         tmp_path,
-        "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "2",
+        "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "1",
         "--seed", "7", "--request-timeout", "20",
     )  # fmt: skip
     assert outcome.operations > 20, outcome.tail
