@@ -12,11 +12,13 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from api.context import Context
 from api.deps import ContextDep, SessionDep, ToolboxDep, UserDep
-from api.monitoring import reports
+from api.models import utcnow
+from api.monitoring import history, reports
 from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
     AlertDetail,
     AlertOut,
+    MetricsOut,
     MonitoringSettingsOut,
     MonitoringSettingsPatch,
     ToolboxHealth,
@@ -55,6 +57,20 @@ def toolbox_health(toolbox: ToolboxDep, session: SessionDep) -> ToolboxHealth:
     """Every check of the toolbox with its state, value and threshold, its open alerts, and
     an overall verdict, as of the last monitoring look."""
     return reports.toolbox_health(session, toolbox)
+
+
+RangeQuery = Annotated[
+    history.Range, Query(alias="range", description="How far back: 1h, 6h, 24h or 7d")
+]
+
+
+@router.get("/api/v1/toolboxes/{toolbox_id}/metrics", response_model=MetricsOut)
+def toolbox_metrics(
+    toolbox: ToolboxDep, session: SessionDep, context: ContextDep, range_: RangeQuery = "24h"
+) -> MetricsOut:
+    """CPU, memory, disk and load of the toolbox, and CPU and memory of each tool
+    instance, over the range: [unix time, value] points, null where it did not answer."""
+    return history.read(session, context.settings, toolbox.id, range_, utcnow())
 
 
 @router.get("/api/v1/toolboxes/{toolbox_id}/monitoring", response_model=MonitoringSettingsOut)
