@@ -47,7 +47,7 @@
   }
 
   // One chart in `figure`: x = times, lines = [{label, values, stroke, scale, value}].
-  function plot(figure, times, lines, axisList, scales) {
+  function plot(figure, times, lines, axisList, scales, sync) {
     const data = [times].concat(lines.map((line) => line.values));
     figure.dataset.points = String(times.length);
     figure.dataset.gaps = String(Math.max(...lines.map((line) => nullCount(line.values)), 0));
@@ -61,7 +61,8 @@
     const options = {
       width: Math.max(target.clientWidth || figure.clientWidth, 200),
       height: HEIGHT,
-      cursor: { drag: { x: false, y: false } },
+      // Charts of one card share the cursor: hovering one shows the time in all of them.
+      cursor: { drag: { x: false, y: false }, sync: { key: sync || "dtma" } },
       legend: { live: true },
       scales: { x: { time: true }, ...(scales || {}) },
       series: [{ label: "Time", value: when }].concat(lines.map((line) => ({
@@ -87,7 +88,7 @@
       const scales = unit === "%" ? { y: { range: [0, 100] } } : {};
       plot(figure, points.map((p) => p[0]), [{
         label: figure.dataset.label, values: points.map((p) => p[1]), stroke: colours[key], value: number(unit),
-      }], axes({ values: (u, ticks) => ticks.map((t) => t + (unit ? " " + unit : "")) }), scales);
+      }], axes({ values: (u, ticks) => ticks.map((t) => t + (unit ? " " + unit : "")) }), scales, "system");
     });
   }
 
@@ -131,8 +132,8 @@
       ], [
         { stroke, grid, ticks: grid },
         { scale: "%", stroke, grid, ticks: grid, size: 52, values: (u, ticks) => ticks.map((t) => t + " %") },
-        { scale: "mem", side: 1, stroke, grid: { show: false }, ticks: grid, size: 70, values: (u, ticks) => ticks.map(bytes) },
-      ]);
+        { scale: "mem", side: 1, stroke, grid: { show: false }, ticks: grid, size: 84, values: (u, ticks) => ticks.map(bytes) },
+      ], {}, "tools");
     });
   }
 
