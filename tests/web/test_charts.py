@@ -40,24 +40,29 @@ def answered_looks(console: Console, droplet: str, count: int) -> None:
     raise AssertionError(f"{droplet}: not {count} answered looks in a row")
 
 
-# Pixels of the series' colour in one canvas column, at time `ts` (in the page).
-STROKE_PIXELS = """([figure, ts]) => {
+# Pixels of the series' colour in canvas columns at the times `probes`, after zooming the x
+# scale to [lo, hi] so that the gap is wide on screen whatever the history around it.
+STROKE_PIXELS = """async ([figure, lo, hi, probes]) => {
   const u = figure._plot;
-  const x = Math.round(u.valToPos(ts, "x", true));
+  u.setScale("x", { min: lo, max: hi });
+  await new Promise((done) => requestAnimationFrame(() => done()));
   const stroke = u.series[1]._stroke || u.series[1].stroke;
   const probe = document.createElement("canvas").getContext("2d");
   probe.fillStyle = typeof stroke === "function" ? stroke(u, 1) : stroke;
   probe.fillRect(0, 0, 1, 1);
   const [r, g, b] = probe.getImageData(0, 0, 1, 1).data;
   const top = Math.round(u.bbox.top), height = Math.round(u.bbox.height);
-  const column = u.ctx.getImageData(x, top, 1, height).data;
-  let count = 0;
-  for (let i = 0; i < column.length; i += 4) {
-    const [cr, cg, cb, alpha] = column.slice(i, i + 4);
-    const near = Math.abs(cr - r) + Math.abs(cg - g) + Math.abs(cb - b);
-    if (alpha > 100 && near < 90) count += 1;
-  }
-  return count;
+  return probes.map((ts) => {
+    const x = Math.round(u.valToPos(ts, "x", true));
+    const column = u.ctx.getImageData(x, top, 1, height).data;
+    let count = 0;
+    for (let i = 0; i < column.length; i += 4) {
+      const [cr, cg, cb, alpha] = column.slice(i, i + 4);
+      const near = Math.abs(cr - r) + Math.abs(cg - g) + Math.abs(cb - b);
+      if (alpha > 100 && near < 90) count += 1;
+    }
+    return count;
+  });
 }"""
 
 # Around the last null with values on both sides: [time before, null time, time after].
@@ -101,6 +106,8 @@ def test_system_history_draws_every_metric_with_a_gap_where_the_droplet_was_paus
 
     page = tab.page
     page.goto(console.page_url(droplet.name, "system"))
+    page.click("[data-refresh-toggle]")  # no refresh redrawing the chart while it is read
+    expect(page.locator("[data-refresh-status]")).to_have_text("Auto-refresh paused")
     history = page.locator("[data-metrics][data-kind=system]")
     history.locator("[data-range='1h']").click()
     expect(history).to_have_attribute("data-state", "ready")
@@ -115,11 +122,16 @@ def test_system_history_draws_every_metric_with_a_gap_where_the_droplet_was_paus
     handle = cpu.element_handle()
     around = page.evaluate(GAP, handle)
     assert around, "no null between two values in the CPU series"
-    before_previous, before, gap, after = around
+    before_previous, before, _, after = around
     # The line is drawn between two answered looks, and not across the unanswered one.
-    drawn = page.evaluate(STROKE_PIXELS, [handle, (before_previous + before) / 2])
-    missing = page.evaluate(STROKE_PIXELS, [handle, (gap + after) / 2])
+    width = after - before
+    lead = min(before - before_previous, width)
+    drawn, missing = page.evaluate(
+        STROKE_PIXELS,
+        [handle, before - lead, after + width / 5, [before - lead / 2, (before + after) / 2]],
+    )
     assert drawn > 0 and missing == 0, (drawn, missing)
+    page.evaluate("(f) => f._plot.setData(f._plot.data)", handle)  # back to the full range
     # Hover: the legend shows the time and the value under the cursor.
     box = cpu.locator(".u-over").bounding_box()
     assert box is not None

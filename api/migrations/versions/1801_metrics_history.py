@@ -1,7 +1,7 @@
 """metrics history: downsampled rows beside the raw ones, per-tool samples
 
 Revision ID: 1801_metrics_history
-Revises: 0801_vault
+Revises: 0902_alert_ack_maintenance
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1801_metrics_history"
-down_revision = "0801_vault"
+down_revision = "0902_alert_ack_maintenance"
 branch_labels = None
 depends_on = None
 
