@@ -6,11 +6,13 @@ up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,6 +89,19 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=5.0, gt=0, le=60)
     webhook_attempts: int = Field(default=4, ge=1, le=20)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)  # doubles each retry
+    # Apprise URLs (api/monitoring/notify.py), each `[severity[,severity]=]URL`: a JSON list
+    # or entries separated by whitespace. Secrets: shown masked, never logged.
+    notify_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Seconds after which an open, unacknowledged alert is sent again; 0: never.
+    notify_repeat: float = Field(default=14_400, ge=0, le=30 * 86_400)
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_notify_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split()
+        return value
 
     @property
     def sqlite_path(self) -> Path | None:

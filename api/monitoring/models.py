@@ -1,5 +1,6 @@
 """Monitoring tables: metric samples, check states, alerts, their notifications, recovery
-attempts and per-toolbox monitoring settings. Storage only; API shapes are in schemas.py."""
+attempts, per-toolbox monitoring settings and maintenance windows. Storage only; API shapes
+are in schemas.py."""
 
 from __future__ import annotations
 
@@ -119,6 +120,31 @@ class Alert(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Someone said "seen, on it": who (user name), when, and what they wrote.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    # When the last message about this open alert went out (opened or a reminder): the
+    # next reminder is due DTMA_NOTIFY_REPEAT after it.
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MaintenanceWindow(Base):
+    """A time a toolbox is in maintenance on purpose: observed and recorded as always, but
+    no alert opens and no automatic recovery runs. It ends by itself at `until`, or earlier
+    when someone ends it (`ended_at`)."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (Index("ix_maintenance_windows_toolbox_until", "toolbox_id", "until"),)
+
+    id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
+    toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class RecoveryAttempt(Base):
@@ -141,15 +167,16 @@ class RecoveryAttempt(Base):
 
 
 class AlertNotification(Base):
-    """One webhook delivery of an alert event, with how it went."""
+    """One delivery of an alert event to one target (a JSON webhook or an Apprise URL),
+    with how it went."""
 
     __tablename__ = "alert_notifications"
 
     id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    # opened | resolved | gave_up
+    # opened | resolved | gave_up | reminder
     event: Mapped[str] = mapped_column(String(16))
-    # The webhook without its path or query (which often carry a secret).
+    # The webhook without its path or query, or the Apprise URL with its secrets masked.
     target: Mapped[str] = mapped_column(String(255))
     # pending | delivered | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")

@@ -3,8 +3,9 @@
 Agent down -> `dtma_restart.yml`; tool exited and nobody stopped it -> `tool_restart.yml`.
 At most N attempts per condition within a window, each later than the last by an
 exponentially growing backoff; then the alert says recovery gave up and no more attempts
-are made for it. Recovery can be switched off per toolbox. A tool stopped through the
-console never gets here: its check is fine (`stopped_on_purpose`).
+are made for it. Recovery can be switched off per toolbox, and none runs on a toolbox in
+maintenance. A tool stopped through the console never gets here: its check is fine
+(`stopped_on_purpose`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError, ToolboxBusy
 from api.models import Run, Toolbox, utcnow
+from api.monitoring import maintenance
 from api.monitoring.checks import AGENT, TOOL_EXITED, recovery_action, tool_of
 from api.monitoring.events import AlertEvent, alert_event
 from api.monitoring.limits import Limits
@@ -100,11 +102,16 @@ class Recovery:
             )
             if toolbox_ids is not None:
                 query = query.where(Alert.toolbox_id.in_(list(toolbox_ids)))
-            for alert in session.scalars(query.order_by(Alert.opened_at)):
+            found = list(session.scalars(query.order_by(Alert.opened_at)))
+            silenced = maintenance.active_by_toolbox(session, {a.toolbox_id for a in found}, now)
+            for alert in found:
                 if alert.id in busy or alert.recovery == "gave_up":
                     continue
                 toolbox = session.get(Toolbox, alert.toolbox_id)
                 if toolbox is None or toolbox.removed_at is not None:
+                    continue
+                if toolbox.id in silenced:
+                    alert.recovery = "waiting"  # no repair during a maintenance window
                     continue
                 limits = Limits.effective(
                     self._context.settings, session.get(MonitoringSettings, toolbox.id)

@@ -1,4 +1,5 @@
-"""API shapes of monitoring: toolbox health, alerts, per-toolbox monitoring settings."""
+"""API shapes of monitoring: toolbox health, alerts, per-toolbox monitoring settings,
+maintenance windows and notification targets."""
 
 from __future__ import annotations
 
@@ -46,6 +47,58 @@ class AlertOut(BaseModel):
     opened_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(default=None, description="Who acknowledged it")
+    ack_comment: str | None = None
+
+
+class AcknowledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(default="", max_length=1000, description="What is being done")
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: datetime = Field(description="When the window ends by itself (ISO 8601 with zone)")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class MaintenanceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    toolbox_id: str
+    starts_at: datetime
+    until: datetime
+    reason: str
+    created_by: str
+    ended_at: datetime | None = Field(description="Set when someone ended it before `until`")
+    ended_by: str | None
+
+
+class MaintenanceState(BaseModel):
+    toolbox_id: str
+    active: MaintenanceOut | None = Field(description="The window in force now, if any")
+
+
+class NotificationTarget(BaseModel):
+    service: str = Field(description="Apprise service (json, ntfy, slack, ...) or webhook")
+    url: str = Field(description="The URL with its secrets masked")
+    severities: list[str] = Field(description="Alert severities routed to it")
+
+
+class NotificationSettings(BaseModel):
+    targets: list[NotificationTarget]
+    repeat_seconds: float = Field(description="Reminder interval for open alerts; 0: none")
+
+
+class NotificationTestOut(BaseModel):
+    delivered: int
+    failed: int
+    targets: list[dict[str, str | None]] = Field(
+        description="Each target (masked) with `status` delivered | failed and `error`"
+    )
 
 
 class RecoveryAttemptOut(BaseModel):

@@ -25,6 +25,7 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
+from api.monitoring import reminders
 from api.monitoring.agent_http import AgentReader
 from api.monitoring.models import MetricSample
 from api.monitoring.observe import Observer
@@ -139,12 +140,21 @@ class Monitor:
     async def run_cycle(
         self, toolbox_ids: Collection[str] | None = None, *, wait: bool = False
     ) -> CycleReport:
-        """Sync, judge, alert, and start the repairs that are due, on every toolbox (or the
-        given ones). With `wait`, return only when those repairs, the syncs after them and
-        the webhook deliveries have ended."""
+        """Sync, judge, alert, start the repairs that are due and send the reminders, on
+        every toolbox (or the given ones). With `wait`, return only when those repairs, the
+        syncs after them and the notifications have ended."""
         report = CycleReport(sync=await self.sync_all(toolbox_ids))
         if self.recovery is not None:
             report.recovery_runs = await self.recovery.consider(toolbox_ids)
+        if self.webhooks.targets:
+            self.webhooks.publish(
+                await asyncio.to_thread(
+                    reminders.due,
+                    self.context.sessions,
+                    self.context.settings.notify_repeat,
+                    toolbox_ids,
+                )
+            )
         await asyncio.to_thread(self._prune_samples)
         if wait:
             await self.drain()
