@@ -270,7 +270,7 @@ class RunManager:
             if entry is not None:
                 entry.outcome = result.status
                 entry.detail = result.error or result.message
-            if result.success and live.action.tool_name:
+            if live.action.tool_name and (result.success or _left_stopped(result)):
                 _apply_tool_outcome(session, live.toolbox_id, live.action, result)
 
     # -- queries and control -----------------------------------------------------------------
@@ -365,6 +365,13 @@ class RunManager:
             await asyncio.wait(tasks, timeout=grace)
 
 
+def _left_stopped(result: runner.ConsoleResult) -> bool:
+    """A deploy that did not verify and whose new container the role stopped on purpose (so
+    that Docker stops restarting it): monitoring must not restart it either."""
+    published = result.data.get("tool_result")
+    return isinstance(published, dict) and published.get("left_stopped") is True
+
+
 def _apply_tool_outcome(
     session: Session, toolbox_id: str, action: Action, result: runner.ConsoleResult
 ) -> None:
@@ -385,7 +392,7 @@ def _apply_tool_outcome(
         instance.state, instance.removed_at = "removed", result.finished_at
         return
     instance.removed_at = None
-    instance.stopped_on_purpose = kind == "stop"
+    instance.stopped_on_purpose = kind == "stop" or _left_stopped(result)
     instance.state = str(after) if after else ("exited" if kind == "stop" else "running")
     if isinstance(published, dict):
         instance.image = published.get("image") or instance.image
