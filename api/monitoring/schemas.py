@@ -175,3 +175,25 @@ class MonitoringSettingsOut(BaseModel):
     overrides: MonitoringSettingsPatch = Field(
         description="This toolbox's own values (null: the default applies)"
     )
+
+
+MetricPoint = tuple[float, float | None]
+
+
+class MetricsOut(BaseModel):
+    """A toolbox's metrics history: [unix time, value] pairs, null where the toolbox did
+    not answer (or nothing looked at it); every series shares the same times."""
+
+    toolbox_id: str
+    range: Literal["1h", "6h", "24h", "7d"]
+    step_seconds: int = Field(
+        description="Length of the bucket each point averages; for 1h, each point is one "
+        "sample and this is the monitoring interval"
+    )
+    series: dict[str, list[MetricPoint]] = Field(
+        description="cpu_percent, memory_percent, disk_percent, load_1m"
+    )
+    tools: dict[str, dict[str, list[MetricPoint]]] = Field(
+        description="Per tool instance: cpu_percent (100 = one CPU, as docker stats) and "
+        "memory_bytes"
+    )
