@@ -109,16 +109,16 @@ def read(
         toolbox_id=toolbox_id,
         range=range_,
         step_seconds=step,
-        series={
-            name: list(zip(times, series[i], strict=True)) for i, name in enumerate(TOOLBOX_FIELDS)
-        },
+        series={name: _points(times, series[i]) for i, name in enumerate(TOOLBOX_FIELDS)},
         tools={
-            tool: {
-                name: list(zip(times, values[i], strict=True)) for i, name in enumerate(TOOL_FIELDS)
-            }
+            tool: {name: _points(times, values[i]) for i, name in enumerate(TOOL_FIELDS)}
             for tool, values in sorted(tool_series.items())
         },
     )
+
+
+def _points(times: Sequence[float], values: Sequence[float | None]) -> list[list[float | None]]:
+    return [[at, value] for at, value in zip(times, values, strict=True)]
 
 
 def _load(

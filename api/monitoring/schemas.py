@@ -4,7 +4,7 @@ maintenance windows and notification targets."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -179,7 +179,9 @@ class MonitoringSettingsOut(BaseModel):
     )
 
 
-MetricPoint = tuple[float, float | None]
+# [unix time, value | null]. A list rather than a tuple: a tuple becomes `prefixItems`,
+# which schema-driven clients and fuzzers (schemathesis) read as an invalid schema.
+MetricPoint = Annotated[list[float | None], Field(min_length=2, max_length=2)]
 
 
 class MetricsOut(BaseModel):
