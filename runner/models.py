@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 RunStatus = Literal["successful", "failed", "unreachable", "timeout", "canceled", "error"]
 TaskStatus = Literal["ok", "changed", "failed", "skipped", "unreachable"]
@@ -70,3 +70,9 @@ class ConsoleResult(BaseModel):
     hosts: dict[str, HostCounts] = Field(default_factory=dict)
     tasks: list[TaskOutcome] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
+    # Values of the request's secret_outputs, by key: never dumped, never in repr.
+    _secret_outputs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def secret_output(self, key: str) -> Any:
+        """What the run published under `key` if the request named it a secret output."""
+        return self._secret_outputs.get(key)

@@ -88,6 +88,7 @@ class ResultBuilder:
     playbook: str
     hosts: list[str]
     timeout: int
+    check: bool = False
     tasks: list[TaskOutcome] = field(default_factory=list)
     stats: dict[str, HostCounts] | None = None
     failures: dict[str, str] = field(default_factory=dict)
@@ -220,13 +221,15 @@ class ResultBuilder:
         counts = self._counts()
         status, error = self._status(ending, rc, counts, crash)
         data = self._data()
+        if self.check:
+            data["check_mode"] = True
         return ConsoleResult(
             run_id=self.run_id,
             action=self.action,
             toolbox_id=self.toolbox_id,
             status=status,
             success=status == "successful",
-            message=describe(self.action, self.hosts, status, error, data, counts),
+            message=describe(self.action, self.hosts, status, error, data, counts, self.check),
             error=error,
             started_at=started_at,
             finished_at=finished_at,
