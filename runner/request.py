@@ -46,7 +46,7 @@ class RunRequest:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     # set_stats keys whose values are secrets (a token read from the droplet): handed to the
     # caller only through ConsoleResult.secret_output(), never in events or the result.
-    secret_outputs: list[str] = field(default_factory=list)
+    secret_outputs: list[str] = field(default_factory=list, repr=False)
     playbook_dir: str | Path | None = None  # tests only: another allow-list directory
 
 
