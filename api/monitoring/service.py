@@ -28,6 +28,7 @@ from api.monitoring.observe import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
 from api.monitoring.webhooks import WebhookDispatcher
+from api.services import toolboxes
 
 log = logging.getLogger("api.monitoring")
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Monitor:
             concurrency=settings.sync_concurrency,
             ssh_concurrency=settings.sync_ssh_concurrency,
             ssh_timeout=settings.ssh_probe_timeout,
+            relearn=lambda target: toolboxes.relearn_agent_token(context, target.toolbox_id),
         )
         self.webhooks = WebhookDispatcher(context.sessions, settings)
         # Without a run manager (the CLI) there are neither runs to follow nor repairs.

@@ -20,6 +20,8 @@ class Action:
     extravars: dict[str, Any] = field(repr=False)
     parameters: dict[str, Any]
     tool_name: str | None = None
+    # The run changes the agent: its result is confirmed by the console's own agent read.
+    verify_agent: bool = False
 
 
 DTMA_PLAYBOOKS = {
@@ -39,14 +41,15 @@ def dtma_action(
     kind: str, settings: Settings, agent_token: str, version: str | None = None
 ) -> Action:
     """install / restart / redeploy the agent. Install and redeploy write the agent's
-    config, so they carry the toolbox's token (a secret: `no_log` in the role)."""
+    config, so they carry the toolbox's token (a secret: `no_log` in the role); the role
+    uses it only when the droplet has no token yet."""
     extravars: dict[str, Any] = {"dtma_agent_port": settings.agent_port}
     parameters: dict[str, Any] = {}
     if kind in ("install", "redeploy"):
         extravars["dtma_agent_token"] = agent_token
     if version:
         extravars["dtma_version"] = parameters["version"] = version
-    return Action(f"dtma.{kind}", DTMA_PLAYBOOKS[kind], extravars, parameters)
+    return Action(f"dtma.{kind}", DTMA_PLAYBOOKS[kind], extravars, parameters, verify_agent=True)
 
 
 def tool_action(kind: str, name: str) -> Action:

@@ -16,7 +16,7 @@ from api.errors import UpstreamError
 from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.secret_box import unseal
-from api.services import instances, probe
+from api.services import instances, probe, toolboxes
 from api.services.agent import AgentError
 from api.services.credentials import SshCredentials
 
@@ -85,7 +85,7 @@ async def _fresh(
         return None
     path, params = _AGENT_READS[kind]
     try:
-        data = await context.agent.get_json(reach.address, reach.agent_token, path, params)
+        data = await _agent_read(context, reach, path, params)
         return Observation(
             toolbox_id=reach.toolbox_id,
             kind=kind,
@@ -117,6 +117,23 @@ async def _fresh(
     except TimeoutError:
         errors["ssh"] = f"SSH probe of {reach.address} timed out after {timeout:g}s"
     return None
+
+
+async def _agent_read(
+    context: Context, reach: Reach, path: str, params: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The agent's answer; a refused token is learnt again from the droplet (an operator
+    may have reinstalled it) and the read made once more with it."""
+    assert reach.address is not None
+    try:
+        return await context.agent.get_json(reach.address, reach.agent_token, path, params)
+    except AgentError as error:
+        if error.status not in (401, 403):
+            raise
+        learnt = await toolboxes.relearn_agent_token(context, reach.toolbox_id)
+        if learnt is None:
+            raise
+    return await context.agent.get_json(reach.address, learnt, path, params)
 
 
 def _cached(reach: Reach, kind: Kind, errors: dict[str, str]) -> Observation | None:

@@ -23,7 +23,7 @@ from api.errors import Conflict, InvalidInput, NotFound, ToolboxBusy
 from api.metrics import RUN_DURATION, RUNS
 from api.models import AuditEntry, Run, Toolbox, ToolInstance, User, new_id, utcnow
 from api.models import RunEvent as StoredEvent
-from api.services import audit
+from api.services import audit, toolboxes
 from api.services.actions import Action
 from api.services.credentials import SshCredentials
 
@@ -103,11 +103,7 @@ class RunManager:
         return run_id
 
     def _ansible_env(self) -> dict[str, str]:
-        settings = self._context.settings
-        env = {"DTMA_DO_TAG": settings.do_tag}
-        if settings.do_api_token is not None:
-            env["DO_API_TOKEN"] = settings.do_api_token.get_secret_value()
-        return env
+        return toolboxes.run_env(self._context)
 
     def _take_lock(self, session: Session, toolbox_id: str, run_id: str) -> None:
         taken = session.execute(
@@ -214,6 +210,8 @@ class RunManager:
     async def _finish(self, live: _Live) -> runner.ConsoleResult:
         try:
             result = await self._outcome(live)
+            if live.action.verify_agent:
+                result = await self._confirm_agent(live, result)
             await run_in_threadpool(self._close, live, result)
             RUNS.labels(live.action.name, result.status).inc()
             RUN_DURATION.labels(live.action.name, result.status).observe(result.duration_ms / 1000)
@@ -225,6 +223,17 @@ class RunManager:
             except Exception:
                 log.exception("after_run_hook_failed", extra={"run_id": live.run_id})
         return result
+
+    async def _confirm_agent(
+        self, live: _Live, result: runner.ConsoleResult
+    ) -> runner.ConsoleResult:
+        """The console's own read of the agent the run changed (see toolboxes.confirm_agent)."""
+        try:
+            return await toolboxes.confirm_agent(self._context, live.toolbox_id, result)
+        except Exception as error:  # the run must still end and free its toolbox
+            log.exception("agent_confirm_failed", extra={"run_id": live.run_id})
+            reason = f"the console could not read the agent after the run: {error}"
+            return result.model_copy(update={"status": "error", "success": False, "error": reason})
 
     async def _outcome(self, live: _Live) -> runner.ConsoleResult:
         """The runner's result; if it never reports one (its worker died), an `error`
