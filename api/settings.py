@@ -79,7 +79,11 @@ class Settings(BaseSettings):
     monitor_agent_down_checks: int = Field(default=2, ge=1, le=100)
     monitor_threshold_checks: int = Field(default=3, ge=1, le=100)
     monitor_restart_loop_restarts: int = Field(default=3, ge=1, le=1000)
-    metrics_retention_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    # Metrics history: raw samples kept this long, and averages over buckets of
+    # metrics_average_seconds (computed as the buckets close) kept for the days after.
+    metrics_retention_hours: float = Field(default=48.0, gt=0, le=24 * 366)
+    metrics_average_seconds: int = Field(default=300, ge=60, le=3600)
+    metrics_average_retention_days: float = Field(default=14.0, gt=0, le=3660)
     recovery_enabled: bool = True
     recovery_max_attempts: int = Field(default=3, ge=0, le=100)
     recovery_window_seconds: int = Field(default=900, ge=1, le=7 * 86_400)

@@ -76,7 +76,12 @@ def _containers(address: str) -> list[dict[str, Any]]:
             "labels": {"dtma.managed": "true", "dtma.instance": name},
         }  # fmt: skip
 
-    return [container("web", "running", "Up 2 hours"), container("batch", "exited", "Exited")]
+    web = container("web", "running", "Up 2 hours")
+    web["stats"] = {
+        "cpu_percent": 3.5, "memory_bytes": 12 << 20, "memory_limit_bytes": 1 << 30,
+        "read_at": "2026-11-25T12:00:00Z",
+    }  # fmt: skip
+    return [web, container("batch", "exited", "Exited")]
 
 
 def _responses(address: str) -> dict[bytes, bytes]:
@@ -100,7 +105,10 @@ def _responses(address: str) -> dict[bytes, bytes]:
         b"/health": {"status": "ok", "version": "1.0.0", "started_at": "2026-11-25T10:00:00Z"},
         b"/status": status,
         b"/system": system,
-        b"/containers?managed=true": {"total": len(containers), "containers": containers},
+        b"/containers?managed=true&stats=true": {
+            "total": len(containers),
+            "containers": containers,
+        },
     }
     return {path: _http(200, json.dumps(body).encode()) for path, body in bodies.items()}
 

@@ -1,6 +1,6 @@
-"""Monitoring tables: metric samples, check states, alerts, their notifications, recovery
-attempts, per-toolbox monitoring settings and maintenance windows. Storage only; API shapes
-are in schemas.py."""
+"""Monitoring tables: metric samples (toolboxes and tool instances), check states, alerts,
+their notifications, recovery attempts, per-toolbox monitoring settings and maintenance
+windows. Storage only; API shapes are in schemas.py."""
 
 from __future__ import annotations
 
@@ -47,20 +47,59 @@ class MonitoringSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+_VALUES = ("cpu_percent", "memory_percent", "disk_percent", "load_1m")
+
+
 class MetricSample(Base):
-    """One reading of a toolbox's system metrics, as the sync found them."""
+    """One reading of a toolbox's system metrics as a sync found them (`step_seconds` 0), or
+    the average of those readings over a `step_seconds` bucket starting at `at` (the
+    downsampled history). A look the toolbox did not answer is a reading of nulls."""
 
     __tablename__ = "metric_samples"
-    __table_args__ = (Index("ix_metric_samples_toolbox_at", "toolbox_id", "at"),)
+    # Covering the values too: a toolbox's history is read from the index alone, without
+    # a table lookup per row (its rows are scattered among every other toolbox's).
+    __table_args__ = (
+        Index("ix_metric_samples_toolbox_step_at", "toolbox_id", "step_seconds", "at", *_VALUES),
+    )
 
     id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
     toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # 0: a raw reading; else the length of the bucket this row averages.
+    step_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # agent | ssh | none (did not answer) | average
     source: Mapped[str] = mapped_column(String(16))
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     memory_percent: Mapped[float | None] = mapped_column(Float)
     disk_percent: Mapped[float | None] = mapped_column(Float)
     load_1m: Mapped[float | None] = mapped_column(Float)
+
+
+class ToolMetricSample(Base):
+    """One reading of a tool instance's CPU and memory (from the agent's container stats),
+    taken with its toolbox's reading, or the average over a bucket like MetricSample."""
+
+    __tablename__ = "tool_metric_samples"
+    __table_args__ = (
+        Index(
+            "ix_tool_metric_samples_toolbox_step_at",
+            "toolbox_id",
+            "step_seconds",
+            "at",
+            "tool",
+            "cpu_percent",
+            "memory_bytes",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
+    toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
+    tool: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    step_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Share of one CPU, as `docker stats` shows it (100 = one full CPU).
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_bytes: Mapped[float | None] = mapped_column(Float)
 
 
 class CheckState(Base):

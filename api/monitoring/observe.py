@@ -171,8 +171,9 @@ class Observer:
             raise ProbeError(f"SSH probe of {target.name} took longer than its timeout") from None
 
 
-# Read in this order over one connection.
-_AGENT_PATHS = ("/status", "/system", "/containers?managed=true")
+# Read in this order over one connection. `stats=true` adds each running tool instance's
+# CPU and memory (agents before 1.1 ignore it: their tools then have no history).
+_AGENT_PATHS = ("/status", "/system", "/containers?managed=true&stats=true")
 _Answers = tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]] | None]
 _NOTHING: _Answers = (None, None, None)
 

@@ -156,7 +156,7 @@ class Recovery:
             if now < last + timedelta(seconds=backoff):
                 alert.recovery = "waiting"
                 return "waiting", f"backing off {backoff:g} s after attempt {len(attempts)}"
-        if toolbox.status not in (("down",) if alert.check == AGENT else ("up", "down")):
+        if toolbox.status not in (("down",) if alert.check == AGENT else ("up", "down", "refused")):
             # Every repair goes over SSH: the droplet must answer (and, for the agent, the
             # agent must still be down). Until then, no attempt is spent.
             alert.recovery = "waiting"

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from api.context import Context
 from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
-from api.models import Toolbox, User
-from api.monitoring import maintenance, reports
+from api.models import Toolbox, User, utcnow
+from api.monitoring import history, maintenance, reports
 from api.monitoring.models import Alert, MaintenanceWindow
 from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
@@ -25,6 +25,7 @@ from api.monitoring.schemas import (
     MaintenanceIn,
     MaintenanceOut,
     MaintenanceState,
+    MetricsOut,
     MonitoringSettingsOut,
     MonitoringSettingsPatch,
     NotificationSettings,
@@ -66,6 +67,20 @@ def toolbox_health(toolbox: ToolboxDep, session: SessionDep) -> ToolboxHealth:
     """Every check of the toolbox with its state, value and threshold, its open alerts, and
     an overall verdict, as of the last monitoring look."""
     return reports.toolbox_health(session, toolbox)
+
+
+RangeQuery = Annotated[
+    history.Range, Query(alias="range", description="How far back: 1h, 6h, 24h or 7d")
+]
+
+
+@router.get("/api/v1/toolboxes/{toolbox_id}/metrics", response_model=MetricsOut)
+def toolbox_metrics(
+    toolbox: ToolboxDep, session: SessionDep, context: ContextDep, range_: RangeQuery = "24h"
+) -> MetricsOut:
+    """CPU, memory, disk and load of the toolbox, and CPU and memory of each tool
+    instance, over the range: [unix time, value] points, null where it did not answer."""
+    return history.read(session, context.settings, toolbox.id, range_, utcnow())
 
 
 @router.get("/api/v1/toolboxes/{toolbox_id}/monitoring", response_model=MonitoringSettingsOut)

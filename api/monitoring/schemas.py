@@ -4,7 +4,7 @@ maintenance windows and notification targets."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,7 +136,9 @@ class ToolboxHealth(BaseModel):
         description="critical: a critical check fails; degraded: a warning check fails or a "
         "check is pending; healthy: every check passes; unknown: never looked at yet"
     )
-    status: str = Field(description="Agent state at the last look: up | down | unreachable")
+    status: str = Field(
+        description="Agent state at the last look: up | down | refused | unreachable"
+    )
     observed_at: datetime | None = Field(description="When the toolbox last answered")
     last_error: str | None
     checks: list[CheckOut]
@@ -174,4 +176,28 @@ class MonitoringSettingsOut(BaseModel):
     effective: MonitoringLimits = Field(description="What applies to this toolbox now")
     overrides: MonitoringSettingsPatch = Field(
         description="This toolbox's own values (null: the default applies)"
+    )
+
+
+# [unix time, value | null]. A list rather than a tuple: a tuple becomes `prefixItems`,
+# which schema-driven clients and fuzzers (schemathesis) read as an invalid schema.
+MetricPoint = Annotated[list[float | None], Field(min_length=2, max_length=2)]
+
+
+class MetricsOut(BaseModel):
+    """A toolbox's metrics history: [unix time, value] pairs, null where the toolbox did
+    not answer (or nothing looked at it); every series shares the same times."""
+
+    toolbox_id: str
+    range: Literal["1h", "6h", "24h", "7d"]
+    step_seconds: int = Field(
+        description="Length of the bucket each point averages; for 1h, each point is one "
+        "sample and this is the monitoring interval"
+    )
+    series: dict[str, list[MetricPoint]] = Field(
+        description="cpu_percent, memory_percent, disk_percent, load_1m"
+    )
+    tools: dict[str, dict[str, list[MetricPoint]]] = Field(
+        description="Per tool instance: cpu_percent (100 = one CPU, as docker stats) and "
+        "memory_bytes"
     )

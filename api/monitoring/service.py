@@ -14,20 +14,16 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import timedelta
 from types import TracebackType
 from typing import TypeVar
-
-from sqlalchemy import delete
 
 import runner
 from api.context import Context
 from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
-from api.monitoring import reminders
+from api.monitoring import history, reminders
 from api.monitoring.agent_http import AgentReader
-from api.monitoring.models import MetricSample
 from api.monitoring.observe import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
@@ -155,7 +151,7 @@ class Monitor:
                     toolbox_ids,
                 )
             )
-        await asyncio.to_thread(self._prune_samples)
+        await asyncio.to_thread(self._keep_history)
         if wait:
             await self.drain()
         return report
@@ -167,11 +163,10 @@ class Monitor:
             await asyncio.wait(set(self._after_run), timeout=timeout)
         await self.webhooks.drain(timeout)
 
-    def _prune_samples(self) -> None:
-        hours = self.context.settings.metrics_retention_hours
-        cutoff = utcnow() - timedelta(hours=hours)
+    def _keep_history(self) -> None:
+        """Average the metric buckets that closed and prune what is past retention."""
         with session_scope(self.context.sessions) as session:
-            session.execute(delete(MetricSample).where(MetricSample.at < cutoff))
+            history.keep(session, self.context.settings, utcnow())
 
 
 def sync_once(context: Context) -> SyncReport:

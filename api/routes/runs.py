@@ -24,6 +24,8 @@ from api.services import audit
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 RunIdPath = Annotated[str, Path(max_length=64, description="Run id")]
+# Event seqs are 32-bit integers in the database; a larger `after` is not a position.
+MAX_SEQ = 2**31 - 1
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -146,12 +148,12 @@ async def run_events(
     session: SessionDep,
     context: ContextDep,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
-    after: Annotated[int, Query(ge=0, description="Resume after this seq")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Resume after this seq")] = 0,
 ) -> StreamingResponse:
     """The run's events, live until it ends; resume with `Last-Event-ID` (or `?after=`)."""
     await run_in_threadpool(_run, session, user, run_id)
     if last_event_id is not None and last_event_id.strip().isdigit():
-        after = int(last_event_id.strip())
+        after = min(int(last_event_id.strip()), MAX_SEQ)
 
     async def final() -> dict[str, Any]:
         with contextlib.suppress(NotFound):  # still being stored: wait for it

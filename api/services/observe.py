@@ -5,7 +5,7 @@ toolbox row is updated with what was learnt (status, version, last seen, last er
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -21,6 +21,8 @@ from api.services.agent import AgentError
 from api.services.credentials import SshCredentials
 
 Kind = Literal["status", "system", "tools"]
+# The agent answered, but not to the console's token: a state of its own, not "down".
+REFUSED_STATUSES = (401, 403)
 _AGENT_READS: dict[Kind, tuple[str, dict[str, Any] | None]] = {
     "status": ("/status", None),
     "system": ("/system", None),
@@ -66,9 +68,18 @@ class Reach:
         )
 
 
+@dataclass
+class _Attempts:
+    """Why the live sources did not answer, by source; whether the agent refused the token."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    agent_refused: bool = False
+
+
 async def _fresh(
-    context: Context, reach: Reach, kind: Kind, errors: dict[str, str]
+    context: Context, reach: Reach, kind: Kind, attempts: _Attempts
 ) -> Observation | None:
+    errors = attempts.errors
     if reach.address is None:
         errors["agent"] = errors["ssh"] = "the droplet has no public IPv4 address"
         return None
@@ -85,6 +96,7 @@ async def _fresh(
         )
     except AgentError as error:
         errors["agent"] = error.reason
+        attempts.agent_refused = error.status in REFUSED_STATUSES
     timeout = context.settings.ssh_probe_timeout
     try:
         with anyio.fail_after(timeout + 5):
@@ -129,6 +141,7 @@ def remember(
     observation: Observation | None,
     kind: Kind,
     errors: dict[str, str],
+    agent_refused: bool = False,
 ) -> None:
     """Write what the read learnt about the toolbox into its row (and its tool instances)."""
     with context.sessions.begin() as session:
@@ -156,6 +169,8 @@ def remember(
                 )
         if observation is not None and observation.source == "agent":
             toolbox.status = "up"
+        elif agent_refused:
+            toolbox.status = "refused"
         elif fresh:
             toolbox.status = "down"
         else:
@@ -164,11 +179,14 @@ def remember(
 
 
 async def read(context: Context, reach: Reach, kind: Kind) -> Observation:
-    errors: dict[str, str] = {}
-    observation = await _fresh(context, reach, kind, errors)
+    attempts = _Attempts()
+    errors = attempts.errors
+    observation = await _fresh(context, reach, kind, attempts)
     if observation is None:
         observation = _cached(reach, kind, errors)
-    await run_in_threadpool(remember, context, reach.toolbox_id, observation, kind, errors)
+    await run_in_threadpool(
+        remember, context, reach.toolbox_id, observation, kind, errors, attempts.agent_refused
+    )
     if observation is None:
         reasons = "; ".join(f"{source}: {reason}" for source, reason in errors.items())
         raise UpstreamError(
