@@ -32,6 +32,7 @@ from api.monitoring.store import STATUS_BY_SOURCE, record_observation
 from api.secret_box import unseal
 from api.services.credentials import CredentialSource
 from api.services.probe import SshTarget
+from api.services.toolboxes import agent_pin
 from api.settings import Settings
 
 log = logging.getLogger("api.monitoring.sync")
@@ -99,6 +100,7 @@ def _target(toolbox: Toolbox, credentials: CredentialSource) -> Target:
         name=toolbox.name,
         address=toolbox.address,
         agent_token=unseal(toolbox.agent_token_ciphertext),
+        agent_pin=agent_pin(toolbox),
         ssh=ssh,
     )
 

@@ -133,9 +133,7 @@ async def tool_logs(
         params["since"] = since.isoformat()
     stack = AsyncExitStack()
     try:
-        upstream = await stack.enter_async_context(
-            context.agent.open_logs(reach.address, reach.agent_token, name, params)
-        )
+        upstream = await observe.open_logs(context, reach, name, params, stack)
     except AgentError as error:
         await stack.aclose()
         raise UpstreamError(
