@@ -231,6 +231,7 @@ def bench_simulated(workdir: Path) -> float:
                         droplet_id=900_000_000 + n, name=f"sim-{n:03d}", address=address,
                         region="fra1", droplet_status="active",
                         agent_token_ciphertext=seal(simulated_token(address)),
+                        agent_tls=False,  # the simulator speaks plain HTTP (as pinned)
                     )
                 )  # fmt: skip
         reports = timed_syncs(context, None)
