@@ -27,7 +27,7 @@ import runner
 from api.context import Context
 from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
-from api.secret_box import seal, unseal
+from api.secret_box import seal_into, unseal_from
 from api.services import audit
 from api.services.agent import (
     PLAIN_HTTP,
@@ -94,7 +94,8 @@ def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportRepo
         listed.add(droplet.id)
         toolbox = existing.get(droplet.id)
         if toolbox is None:
-            toolbox = Toolbox(droplet_id=droplet.id, agent_token_ciphertext=seal(new_agent_token()))
+            toolbox = Toolbox(droplet_id=droplet.id)
+            seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
             session.add(toolbox)
             report.created.append(droplet.name)
         else:
@@ -231,9 +232,9 @@ def learn_agent_access(context: Context, toolbox_id: str) -> AgentAccess | None:
             return None
         if learnt:
             assert pin is not None
-            changed = unseal(toolbox.agent_token_ciphertext) != token
+            changed = unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
             if changed:
-                toolbox.agent_token_ciphertext = seal(str(token))
+                seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
             repinned = pin_agent(session, toolbox, pin)
             detail = (
                 f"{'learnt the agent token' if changed else 'token unchanged'}, "
@@ -354,7 +355,7 @@ def _agent_reach(
         return (
             toolbox.name,
             toolbox.address,
-            unseal(toolbox.agent_token_ciphertext),
+            unseal_from(toolbox, Toolbox.agent_token_ciphertext),
             agent_pin(toolbox),
         )
 
