@@ -1,8 +1,11 @@
 """Everything a request needs that lives as long as the app: settings, the database, the
-agent client and the run manager. Built once by create_app and kept on app.state."""
+credential source, and the long-lived parts it starts and stops (agent client, run
+manager). Built once by create_app and kept on app.state; commands use it the same way."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +27,7 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     credentials: CredentialSource
-    # Set during the app's lifespan (they need the running event loop).
+    # Made by start() (they need the running event loop), ended by stop().
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
 
@@ -37,6 +40,44 @@ class Context:
             sessions=make_session_factory(engine),
             credentials=OperatorKeySource(settings),
         )
+
+    async def start(self) -> None:
+        """Create and start the long-lived parts: the agent client and the run manager of
+        the configured executor (which recovers this host's dead processes' runs and starts
+        its heartbeat and reaper)."""
+        from api.services.agent import AgentClient
+        from api.services.runs import LocalRunManager
+
+        self._agent = AgentClient(
+            port=self.settings.agent_port, timeout=self.settings.agent_timeout
+        )
+        runs: RunManager
+        if self.settings.executor == "celery":
+            from api.executors.remote import CeleryRunManager
+
+            runs = CeleryRunManager(self)
+        else:
+            runs = LocalRunManager(self)
+        await runs.open()
+        self._runs = runs
+
+    async def stop(self) -> None:
+        """Stop in reverse order: runs first (bounded wait for their results), then the
+        agent client."""
+        if self._runs is not None:
+            await self._runs.close()
+            self._runs = None
+        if self._agent is not None:
+            await self._agent.aclose()
+            self._agent = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Context]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
 
     @property
     def agent(self) -> AgentClient:

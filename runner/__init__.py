@@ -12,7 +12,8 @@ from runner.errors import RequestError
 from runner.handle import RunHandle
 from runner.interface import run_playbook, start_run
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
-from runner.request import RunRequest
+from runner.processes import stop_run_processes
+from runner.request import RunRequest, validate_request
 
 __all__ = [
     "PLAYBOOKS",
@@ -27,4 +28,6 @@ __all__ = [
     "TaskOutcome",
     "run_playbook",
     "start_run",
+    "stop_run_processes",
+    "validate_request",
 ]

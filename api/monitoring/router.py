@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from api.context import Context
 from api.deps import ContextDep, SessionDep, ToolboxDep, UserDep
 from api.monitoring import reports
+from api.monitoring.leader import Leadership
 from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
     AlertDetail,
@@ -31,7 +32,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = context.settings
     async with Monitor(context) as monitor:
         app.state.monitor = monitor
-        scheduler = Scheduler(monitor, settings.monitor_interval, settings.monitor_jitter)
+        scheduler = Scheduler(
+            monitor,
+            settings.monitor_interval,
+            settings.monitor_jitter,
+            Leadership(context.engine),
+        )
         app.state.monitor_scheduler = scheduler
         scheduler.start()
         try:

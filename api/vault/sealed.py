@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.models import Toolbox
+from api.models import Run, Toolbox
 from api.vault.crypto import Keyring, SealError, sealed_key_id
 from api.vault.models import ToolboxSshKey, VaultCheck
 
@@ -20,6 +20,7 @@ LEGACY_PLAIN = "plain:"
 SEALED_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
     Toolbox.agent_token_ciphertext,
     ToolboxSshKey.private_key_sealed,
+    Run.extravars_sealed,  # only while a run waits for or runs on a worker
     VaultCheck.sealed,
 )
 
