@@ -94,7 +94,7 @@ def _instance_name(session: Session, toolbox: Toolbox, instance_id: str | None) 
         )
     )
     name = row.name if row is not None else instance_id
-    if not re.match(TOOL_NAME, name):
+    if not re.fullmatch(TOOL_NAME, name):
         raise _BadRequest(f"instanceId '{instance_id}' is not a tool instance id or name")
     return name
 

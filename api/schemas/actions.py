@@ -1,28 +1,30 @@
 """Inputs of the console's actions, validated before anything is stored or started.
 
-The patterns are the roles' own (roles/*/vars/main.yml); strings that look like Jinja2
-templates are refused here already, with the field named.
+The patterns and bounds are the roles' own (`api/schemas/role_rules.py` reads them from
+`roles/*/vars/main.yml`), so a request accepted here passes the role's validation too;
+strings that look like Jinja2 templates are refused here already, with the field named.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-TOOL_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
-IMAGE = (
-    r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*"
-    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
-)
-ENV_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-MEMORY = r"^[0-9]{1,12}[bkmgBKMG]?$"
-IPV4 = (
-    r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
-)
-DTMA_VERSION = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"
-TEMPLATE_MARKERS = ("{{", "{%", "{#")
+from api.schemas import role_rules as rules
+from runner.extravars import TEMPLATE_MARKERS
+
+TOOL_NAME = rules.TOOL_NAME
+_BOUNDS = rules.TOOL_BOUNDS
+_MEMORY_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def no_template(value: str) -> str:
@@ -31,36 +33,132 @@ def no_template(value: str) -> str:
     return value
 
 
+def _int_field(bound: str, default: int, description: str) -> Any:
+    bounds = _BOUNDS[bound]
+    return Field(
+        default=default,
+        ge=bounds.int_min,
+        le=bounds.int_max,
+        description=f"{description} ({bounds.int_min}-{bounds.int_max})",
+    )
+
+
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_NAME)]
 PlainText = Annotated[str, StringConstraints(max_length=4096), AfterValidator(no_template)]
-EnvKey = Annotated[str, StringConstraints(pattern=ENV_KEY)]
+EnvKey = Annotated[str, StringConstraints(pattern=rules.ENV_KEY)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PortSpec(_Strict):
-    host_port: int = Field(ge=1024, le=65535, description="Port on the toolbox")
-    container_port: int = Field(ge=1, le=65535, description="Port inside the container")
+    host_port: int = Field(
+        ge=_BOUNDS["host_port"].int_min,
+        le=_BOUNDS["host_port"].int_max,
+        description="Port on the toolbox",
+    )
+    container_port: int = Field(
+        ge=_BOUNDS["container_port"].int_min,
+        le=_BOUNDS["container_port"].int_max,
+        description="Port inside the container",
+    )
     protocol: Literal["tcp", "udp"] = "tcp"
-    host_ip: Annotated[str, StringConstraints(pattern=IPV4)] = "0.0.0.0"
+    host_ip: Annotated[str, StringConstraints(pattern=rules.IPV4)] = "0.0.0.0"
+
+
+class HealthCheck(_Strict):
+    """Docker's health check; the role gets it as `tool_instance_healthcheck` with Docker
+    durations ("5s")."""
+
+    test: list[PlainText] = Field(
+        min_length=2,
+        max_length=100,
+        description="[CMD, program, arg, ...] or [CMD-SHELL, command], run inside the container",
+        examples=[["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]],
+    )
+    interval_seconds: int = _int_field("healthcheck_interval", 5, "Seconds between checks")
+    timeout_seconds: int = _int_field("healthcheck_timeout", 5, "Seconds before a check fails")
+    retries: int = _int_field("healthcheck_retries", 3, "Failures in a row before unhealthy")
+    start_period_seconds: int = _int_field(
+        "healthcheck_start_period", 0, "Seconds after the start in which failures do not count"
+    )
+
+    @field_validator("test")
+    @classmethod
+    def _known_kind(cls, test: list[str]) -> list[str]:
+        if test[0] not in rules.HEALTHCHECK_KINDS:
+            kinds = " or ".join(rules.HEALTHCHECK_KINDS)
+            raise ValueError(f"must start with {kinds} (got {test[0]!r})")
+        return test
+
+    @model_validator(mode="after")
+    def _answers_within_the_verify_window(self) -> HealthCheck:
+        """The first check runs `interval` after the start: a deploy waits for `healthy`
+        only `tool_instance_verify_timeout` seconds, so a later first answer cannot verify."""
+        window = int(rules.tool_default("verify_timeout"))
+        first_answer = self.interval_seconds + self.timeout_seconds
+        if first_answer > window:
+            raise ValueError(
+                f"interval plus timeout is {first_answer} s: the first result would come "
+                f"after the {window} s a deploy waits for the tool to be healthy"
+            )
+        return self
+
+    def role_input(self) -> dict[str, Any]:
+        return {
+            "test": list(self.test),
+            "interval": f"{self.interval_seconds}s",
+            "timeout": f"{self.timeout_seconds}s",
+            "retries": self.retries,
+            "start_period": f"{self.start_period_seconds}s",
+        }
+
+
+def _memory_limit(value: str) -> str:
+    unit = value[-1].lower() if value[-1].isalpha() else "b"
+    size = int(value.rstrip("bkmgBKMG")) * _MEMORY_UNITS[unit]
+    if 0 < size < rules.MEMORY_LIMIT_MIN_BYTES:
+        minimum = rules.MEMORY_LIMIT_MIN_BYTES // 1024**2
+        raise ValueError(f"a memory limit must be 0 (none) or at least {minimum}m")
+    return value
+
+
+def _cpus_limit(value: float) -> float:
+    if 0 < value < rules.CPUS_LIMIT_MIN:
+        raise ValueError(f"a CPU limit must be 0 (none) or at least {rules.CPUS_LIMIT_MIN}")
+    return value
 
 
 class DeployTool(_Strict):
     name: ToolName = Field(description="Instance (container) name")
-    image: Annotated[str, StringConstraints(pattern=IMAGE, max_length=512)]
+    image: Annotated[str, StringConstraints(pattern=rules.IMAGE, max_length=rules.IMAGE_MAX_LENGTH)]
     env: dict[EnvKey, PlainText] = Field(
         default_factory=dict, max_length=200, description="Environment; values are secrets"
     )
     ports: list[PortSpec] = Field(default_factory=list, max_length=50)
     command: list[PlainText] = Field(default_factory=list, max_length=100)
     restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = "unless-stopped"
-    memory: Annotated[str, StringConstraints(pattern=MEMORY)] = "0"
-    cpus: float = Field(default=0, ge=0, le=256)
+    memory: Annotated[
+        str, StringConstraints(pattern=rules.MEMORY), AfterValidator(_memory_limit)
+    ] = Field(default="0", description="Memory limit such as 256m or 1g; 0 for none")
+    cpus: Annotated[float, AfterValidator(_cpus_limit)] = Field(
+        default=0,
+        ge=_BOUNDS["cpus"].min,
+        le=_BOUNDS["cpus"].max,
+        description="CPU limit in CPUs such as 0.5; 0 for none",
+    )
+    healthcheck: HealthCheck | None = Field(
+        default=None, description="Success needs the container healthy; none by default"
+    )
+    settle_seconds: int = _int_field(
+        "settle_seconds",
+        int(rules.tool_default("settle_seconds")),
+        "Seconds the container must keep running unchanged after it started",
+    )
 
     def extravars(self) -> dict[str, Any]:
-        return {
+        extravars = {
             "tool_instance_name": self.name,
             "tool_instance_image": self.image,
             "tool_instance_env": dict(self.env),
@@ -69,7 +167,13 @@ class DeployTool(_Strict):
             "tool_instance_restart_policy": self.restart_policy,
             "tool_instance_memory": self.memory,
             "tool_instance_cpus": self.cpus,
+            "tool_instance_settle_seconds": self.settle_seconds,
         }
+        # Without a health check the role's default ({}) stands: an empty dict would come
+        # back from the argument-spec check with every sub-option set to None.
+        if self.healthcheck is not None:
+            extravars["tool_instance_healthcheck"] = self.healthcheck.role_input()
+        return extravars
 
     def public(self) -> dict[str, Any]:
         """What may be stored and shown: the environment's names, never its values."""
@@ -79,6 +183,6 @@ class DeployTool(_Strict):
 
 
 class RedeployAgent(_Strict):
-    version: Annotated[str, StringConstraints(pattern=DTMA_VERSION)] | None = Field(
+    version: Annotated[str, StringConstraints(pattern=rules.DTMA_VERSION)] | None = Field(
         default=None, description="Release to deploy; default: the agent source's version"
     )

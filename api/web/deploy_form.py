@@ -10,9 +10,35 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.schemas.actions import DeployTool
+from api.schemas import role_rules as rules
+from api.schemas.actions import DeployTool, HealthCheck
 
-FIELDS = ("name", "image", "ports", "env", "command", "restart_policy")
+FIELDS = (
+    "name",
+    "image",
+    "ports",
+    "env",
+    "command",
+    "restart_policy",
+    "memory",
+    "cpus",
+    "settle_seconds",
+    "health_command",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
+    "health_start_period",
+)
+# Form field -> HealthCheck field, for the health check's number fields.
+_HEALTH_NUMBERS = {
+    "health_interval": "interval_seconds",
+    "health_timeout": "timeout_seconds",
+    "health_retries": "retries",
+    "health_start_period": "start_period_seconds",
+}
+_HEALTH_FIELDS = {number: form for form, number in _HEALTH_NUMBERS.items()} | {
+    "test": "health_command"
+}
 RESTART_POLICIES = ("unless-stopped", "always", "on-failure", "no")
 _PORT = re.compile(
     r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?P<host>\d{1,5}):(?P<container>\d{1,5})"
@@ -22,6 +48,40 @@ _ITEM = {"ports": "port", "command": "argument"}
 _FRIENDLY = {
     "name": "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
     "image": "not an image reference such as dtma-tool-echo:1.0 or registry/app:2",
+    "memory": "a size such as 256m or 1g (k, m, g), or 0 for no limit",
+}
+
+
+@dataclass(frozen=True)
+class NumberInput:
+    """What the browser is told about a number field, as attribute text: its bounds (the
+    same the API and the role apply) and the default it gets when left empty."""
+
+    min: str
+    max: str
+    step: str
+    default: str
+
+
+def _number(bound: str, default: float, step: str = "1") -> NumberInput:
+    bounds = rules.TOOL_BOUNDS[bound]
+    return NumberInput(f"{bounds.min:g}", f"{bounds.max:g}", step, f"{default:g}")
+
+
+def _health_default(name: str) -> float:
+    default = HealthCheck.model_fields[name].default
+    return float(default)
+
+
+NUMBERS = {
+    "cpus": _number("cpus", 0, step="0.01"),
+    "settle_seconds": _number("settle_seconds", float(rules.tool_default("settle_seconds"))),
+    "health_interval": _number("healthcheck_interval", _health_default("interval_seconds")),
+    "health_timeout": _number("healthcheck_timeout", _health_default("timeout_seconds")),
+    "health_retries": _number("healthcheck_retries", _health_default("retries")),
+    "health_start_period": _number(
+        "healthcheck_start_period", _health_default("start_period_seconds")
+    ),
 }
 
 
@@ -29,6 +89,8 @@ _FRIENDLY = {
 class DeployForm:
     values: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
+
+    numbers = NUMBERS
 
     @classmethod
     def empty(cls) -> DeployForm:
@@ -51,6 +113,14 @@ class DeployForm:
             "env": self._env(),
             "command": self._command(),
         }
+        if self.values["memory"]:
+            body["memory"] = self.values["memory"]
+        for name in ("cpus", "settle_seconds"):
+            if self.values[name]:
+                body[name] = self._number(name, whole=name != "cpus")
+        healthcheck = self._healthcheck()
+        if healthcheck is not None:
+            body["healthcheck"] = healthcheck
         if not body["name"]:
             self.error("name", "a name is required")
         if not body["image"]:
@@ -68,10 +138,15 @@ class DeployForm:
     def report_field(self, field_name: str, message: str) -> None:
         """An InvalidInput from the run service: its field is an extra var or a body path."""
         name = re.split(r"[.\[]", field_name.removeprefix("tool_instance_"), maxsplit=1)[0]
-        self.error(name, message)
+        self.error("health_command" if name == "healthcheck" else name, message)
 
     def _report(self, problem: Any) -> None:
         location = [str(part) for part in problem.get("loc", ())]
+        if location[:1] == ["healthcheck"]:
+            # A problem of the check as a whole concerns its timing, shown at the interval.
+            # The command is one field: which of its words is wrong shows in the message.
+            inner = location[1] if len(location) > 1 else "interval_seconds"
+            location = [_HEALTH_FIELDS.get(inner, "health_command")]
         name = location[0] if location else "form"
         if problem.get("type") == "string_pattern_mismatch" and name in _FRIENDLY:
             self.error(name, _FRIENDLY[name])
@@ -120,3 +195,31 @@ class DeployForm:
         except ValueError as error:
             self.error("command", f"cannot split the command: {error}")
             return []
+
+    def _number(self, name: str, *, whole: bool) -> int | float | str:
+        """The field's number; the text itself (refused by the schema) when it is none."""
+        text = self.values[name]
+        try:
+            return int(text) if whole else float(text)
+        except ValueError:
+            self.error(name, "a whole number is needed" if whole else "a number is needed")
+            return text
+
+    def _healthcheck(self) -> dict[str, Any] | None:
+        """The health check: the command run without a shell (Docker's CMD form), with the
+        timings typed; None when no command was given (then no timing may be given)."""
+        try:
+            command = shlex.split(self.values["health_command"])
+        except ValueError as error:
+            self.error("health_command", f"cannot split the command: {error}")
+            return None
+        timings = {
+            number: self._number(form, whole=True)
+            for form, number in _HEALTH_NUMBERS.items()
+            if self.values[form]
+        }
+        if not command:
+            if timings:
+                self.error("health_command", "give the check's command, or clear its timings")
+            return None
+        return {"test": ["CMD", *command], **timings}

@@ -65,9 +65,28 @@ def _assert_refused(
              "tool_instance_image_source": "load"},
             "tool_instance_image_archive is required when tool_instance_image_source is 'load'",
         ),
+        # Names and images are matched whole: a trailing newline is not forgiven.
+        ({"tool_instance_name": "web\n"}, 'tool_instance_name "web\\n" is invalid'),
+        (
+            {"tool_instance_name": "tt-ok", "tool_instance_image": "a" * 256},
+            "is not a valid image reference of at most 255 characters",
+        ),
+        (
+            {"tool_instance_name": "tt-ok", "tool_instance_image": "dtma-tool-echo:1.0",
+             "tool_instance_memory": "1k", "tool_instance_cpus": 0.5},
+            'tool_instance_memory must be 0 (no limit) or a limit of at least 6m',
+        ),
+        (
+            {"tool_instance_name": "tt-ok", "tool_instance_image": "dtma-tool-echo:1.0",
+             "tool_instance_healthcheck": {"test": ["wget", "x"], "interval": "90x", "retries": 0}},
+            "tool_instance_healthcheck is invalid: test must be [CMD, arg, ...] or [CMD-SHELL, "
+            'command], e.g. [CMD, wget, -q, -O, /dev/null, http://127.0.0.1:8080/]; interval must '
+            'be a duration such as 5s, 2m or 1h (got "90x"); retries must be 1-100 (got 0)',
+        ),
     ],
     ids=["uppercase-name", "long-name", "dash-name", "bad-image", "low-port", "high-port",
-         "env-key", "restart-policy", "load-without-archive"],
+         "env-key", "restart-policy", "load-without-archive", "newline-name", "image-256",
+         "tiny-memory", "bad-healthcheck"],
 )  # fmt: skip
 def test_invalid_deploy_input_is_refused_naming_the_field(
     play: Play, toolbox: fleet.Droplet, extravars: dict[str, Any], message: str
