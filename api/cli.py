@@ -17,6 +17,7 @@ else:
     app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(commands.token_app, name="token")
 app.add_typer(commands.db_app, name="db")
+app.add_typer(commands.notify_app, name="notify")
 app.command("serve")(commands.serve)
 app.command("worker")(commands.worker)
 app.command("sync")(commands.sync)

@@ -1,5 +1,5 @@
 """Console commands for `dtma-console` (wired into the top-level app by api/cli.py):
-`serve`, `worker`, `db upgrade`, `token create`, `sync`."""
+`serve`, `worker`, `db upgrade`, `token create`, `sync`, `notify test`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from api.vault.startup import use_vault
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="The console's database.", no_args_is_help=True)
+notify_app = typer.Typer(help="Alert notifications (webhooks, Apprise).", no_args_is_help=True)
 
 
 def _context() -> Context:
@@ -144,3 +145,37 @@ def sync() -> None:
     typer.echo(f"state: {states.summary()}")
     for result in states.toolboxes:
         typer.echo(f"{result.status}\t{result.name}\t{result.source}\t{result.error or ''}")
+
+
+@notify_app.command("test")
+def notify_test() -> None:
+    """Send a test message to every notification target (DTMA_ALERT_WEBHOOKS and
+    DTMA_NOTIFY_URLS); exits 1 when a target did not take it or none is configured."""
+    import asyncio
+
+    from api.monitoring.notify import NotifyConfigError
+    from api.monitoring.webhooks import WebhookDispatcher
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    context = Context.build(settings)
+
+    async def send() -> list[tuple[str, str | None]]:
+        dispatcher = WebhookDispatcher(context.sessions, settings)
+        try:
+            return [(r.target, r.error) for r in await dispatcher.send_test("dtma-console")]
+        finally:
+            await dispatcher.aclose()
+
+    try:
+        results = asyncio.run(send())
+    except NotifyConfigError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from error
+    if not results:
+        typer.secho("error: no notification target is configured", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1)
+    for target, reason in results:
+        typer.echo(f"{'failed' if reason else 'delivered'}\t{target}\t{reason or ''}")
+    if any(reason for _, reason in results):
+        raise typer.Exit(code=1)

@@ -41,8 +41,9 @@ class Context:
             credentials=OperatorKeySource(settings),
         )
 
-    async def start(self) -> None:
-        """Create and start the long-lived parts: the agent client and the run manager of
+    async def start(self, *, runs: bool = True) -> None:
+        """Create and start the long-lived parts: the agent client and (unless `runs` is
+        False, as in a worker, which executes runs but manages none) the run manager of
         the configured executor (which recovers this host's dead processes' runs and starts
         its heartbeat and reaper)."""
         from api.services.agent import AgentClient
@@ -51,15 +52,17 @@ class Context:
         self._agent = AgentClient(
             port=self.settings.agent_port, timeout=self.settings.agent_timeout
         )
-        runs: RunManager
+        if not runs:
+            return
+        manager: RunManager
         if self.settings.executor == "celery":
             from api.executors.remote import CeleryRunManager
 
-            runs = CeleryRunManager(self)
+            manager = CeleryRunManager(self)
         else:
-            runs = LocalRunManager(self)
-        await runs.open()
-        self._runs = runs
+            manager = LocalRunManager(self)
+        await manager.open()
+        self._runs = manager
 
     async def stop(self) -> None:
         """Stop in reverse order: runs first (bounded wait for their results), then the

@@ -7,11 +7,15 @@ documented extra fields such as `field` or `run_id`); nothing ever returns a sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("api.errors")
@@ -89,6 +93,19 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error that is not a run's ConsoleResult: `{"error": {"code", "message", ...}}`."""
+
+    error: ErrorDetail
+
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -119,7 +136,96 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str]:
     return field, f"{field}: {text}" if field else text
 
 
+# -- OpenAPI: the errors any operation can answer, declared on every operation -------------
+_GENERIC = {
+    400: "The body could not be parsed (`bad_request`)",
+    401: "No valid bearer token (`unauthorized`, `token_revoked`, `token_expired`)",
+    403: "The operation needs an admin token (`forbidden`)",
+    404: "Nothing of that id, or not yours (`toolbox_not_found`, `run_not_found`, ...)",
+    413: "Request body too large (`payload_too_large`)",
+    422: "Invalid input; nothing was done (`invalid_input`, with `field`)",
+}
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_FASTAPI_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _calls(sub)
+
+
+def _generic_statuses(
+    route: routing.RouteContext, operation: dict[str, Any], admin: Callable[..., Any]
+) -> set[int]:
+    statuses = set()
+    if operation.get("security"):
+        statuses.add(401)
+    if admin in set(_calls(route.dependant)):
+        statuses.add(403)
+    parameters = operation.get("parameters", [])
+    if any(p.get("in") == "path" for p in parameters):
+        statuses.add(404)
+    if parameters or "requestBody" in operation:
+        statuses.add(422)
+    if "requestBody" in operation:
+        statuses.update((400, 413))
+    return statuses
+
+
+def _document(
+    schema: dict[str, Any], routes: list[routing.RouteContext], admin: Callable[..., Any]
+) -> None:
+    _, definitions = models_json_schema(
+        [(ErrorBody, "serialization")], ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(definitions["$defs"])
+    for route in routes:
+        for method in route.methods or ():
+            operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status in sorted(_generic_statuses(route, operation, admin)):
+                declared = responses.get(str(status))
+                content = {"application/json": {"schema": _ERROR_REF}}
+                if declared is None:
+                    responses[str(status)] = {"description": _GENERIC[status], "content": content}
+                elif _FASTAPI_VALIDATION_REF in str(declared.get("content")):
+                    declared.update(description=_GENERIC[status], content=content)
+    if not any(_FASTAPI_VALIDATION_REF in str(path) for path in schema["paths"].values()):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+
+
+def document_errors(app: FastAPI) -> None:
+    """Declare on every operation the generic errors it can answer (401 when it needs a
+    token, 403 when it needs an admin, 404 when its path names something, 422 when it
+    takes input, 413 when it takes a body), all as ErrorBody, so the schema says every
+    status a client may meet; operations declare their own statuses besides these."""
+    from api.deps import admin_user  # api.deps raises these errors: imported late
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            routes = [
+                context
+                for context in routing.iter_route_contexts(app.routes)
+                if isinstance(context.original_route, routing.APIRoute)
+            ]
+            _document(schema, routes, admin_user)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    document_errors(app)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
         return JSONResponse(

@@ -50,3 +50,7 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # The access log is replaced by the service's own request log (with request ids).
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's URL at INFO and Apprise whole URLs at DEBUG: webhook and
+    # notification URLs are secrets, so these loggers speak only of warnings.
+    for name in ("httpx", "httpcore", "apprise"):
+        logging.getLogger(name).setLevel(logging.WARNING)

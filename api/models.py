@@ -104,7 +104,7 @@ class Toolbox(Base):
     address: Mapped[str | None] = mapped_column(String(64))
     region: Mapped[str | None] = mapped_column(String(64))
     droplet_status: Mapped[str | None] = mapped_column(String(32))
-    # up | down | unreachable | unknown: what the last look at the agent found.
+    # up | down | refused | unreachable | unknown: what the last look at the agent found.
     status: Mapped[str] = mapped_column(String(32), default="unknown")
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

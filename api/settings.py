@@ -6,12 +6,13 @@ up in a repr, a log line or an error message.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,11 @@ class Settings(BaseSettings):
     monitor_agent_down_checks: int = Field(default=2, ge=1, le=100)
     monitor_threshold_checks: int = Field(default=3, ge=1, le=100)
     monitor_restart_loop_restarts: int = Field(default=3, ge=1, le=1000)
-    metrics_retention_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    # Metrics history: raw samples kept this long, and averages over buckets of
+    # metrics_average_seconds (computed as the buckets close) kept for the days after.
+    metrics_retention_hours: float = Field(default=48.0, gt=0, le=24 * 366)
+    metrics_average_seconds: int = Field(default=300, ge=60, le=3600)
+    metrics_average_retention_days: float = Field(default=14.0, gt=0, le=3660)
     recovery_enabled: bool = True
     recovery_max_attempts: int = Field(default=3, ge=0, le=100)
     recovery_window_seconds: int = Field(default=900, ge=1, le=7 * 86_400)
@@ -97,6 +102,19 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=5.0, gt=0, le=60)
     webhook_attempts: int = Field(default=4, ge=1, le=20)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)  # doubles each retry
+    # Apprise URLs (api/monitoring/notify.py), each `[severity[,severity]=]URL`: a JSON list
+    # or entries separated by whitespace. Secrets: shown masked, never logged.
+    notify_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # Seconds after which an open, unacknowledged alert is sent again; 0: never.
+    notify_repeat: float = Field(default=14_400, ge=0, le=30 * 86_400)
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_notify_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else text.split()
+        return value
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -38,7 +38,8 @@ from sandbox.config import PROJECT_ROOT, SandboxConfig
 AGENT_PORT = 30000
 SSH_PROBE = "systemctl is-active dtma.service; docker ps -a --format '{{.Names}} {{.State}}'"
 TIME_BUDGET_S = 60.0
-OPERATOR_TOKEN_DIR = Path("~/.dtma/tokens").expanduser()  # the role's dtma_token_dir default
+# Where the agent's token lives on the droplet (the dtma role keeps it there).
+READ_TOKEN = ["sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env"]
 
 
 @dataclass
@@ -119,7 +120,11 @@ def ensure_agent(info: fleet.SandboxInfo, droplet: str) -> str:
     )
     if done.returncode != 0:
         sys.exit(f"installing the agent on {droplet} failed:\n{done.stdout[-2000:]}")
-    return (OPERATOR_TOKEN_DIR / droplet).read_text().strip()
+    container = next(d.container for d in info.droplets if d.name == droplet)
+    read = subprocess.run(
+        ["docker", "exec", container, *READ_TOKEN], capture_output=True, text=True, check=True
+    )
+    return read.stdout.strip()
 
 
 def ssh_command(info: fleet.SandboxInfo, address: str, control: Path | None) -> list[str]:

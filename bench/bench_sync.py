@@ -76,7 +76,12 @@ def _containers(address: str) -> list[dict[str, Any]]:
             "labels": {"dtma.managed": "true", "dtma.instance": name},
         }  # fmt: skip
 
-    return [container("web", "running", "Up 2 hours"), container("batch", "exited", "Exited")]
+    web = container("web", "running", "Up 2 hours")
+    web["stats"] = {
+        "cpu_percent": 3.5, "memory_bytes": 12 << 20, "memory_limit_bytes": 1 << 30,
+        "read_at": "2026-11-25T12:00:00Z",
+    }  # fmt: skip
+    return [web, container("batch", "exited", "Exited")]
 
 
 def _responses(address: str) -> dict[bytes, bytes]:
@@ -100,7 +105,10 @@ def _responses(address: str) -> dict[bytes, bytes]:
         b"/health": {"status": "ok", "version": "1.0.0", "started_at": "2026-11-25T10:00:00Z"},
         b"/status": status,
         b"/system": system,
-        b"/containers?managed=true": {"total": len(containers), "containers": containers},
+        b"/containers?managed=true&stats=true": {
+            "total": len(containers),
+            "containers": containers,
+        },
     }
     return {path: _http(200, json.dumps(body).encode()) for path, body in bodies.items()}
 
@@ -238,14 +246,14 @@ def bench_simulated(workdir: Path) -> float:
         server.join(10)
 
 
-def install_agents(config: SandboxConfig, sandbox: fleet.SandboxInfo, token_dir: Path) -> None:
-    """One operator run of dtma_install.yml on every droplet, tokens into `token_dir`."""
+def install_agents(config: SandboxConfig, sandbox: fleet.SandboxInfo) -> dict[str, str]:
+    """One operator run of dtma_install.yml on every droplet; their tokens by droplet name
+    (read on the droplets, where the role keeps them)."""
     started = time.perf_counter()
     subprocess.run(
         [
             str(PROJECT_ROOT / ".venv/bin/ansible-playbook"),
             "-i", str(sandbox.inventory),
-            "-e", f"dtma_token_dir={token_dir}",
             str(PROJECT_ROOT / "playbooks/dtma_install.yml"),
         ],
         check=True, cwd=PROJECT_ROOT, capture_output=True,
@@ -254,6 +262,14 @@ def install_agents(config: SandboxConfig, sandbox: fleet.SandboxInfo, token_dir:
     )  # fmt: skip
     took = time.perf_counter() - started
     print(f"(agents installed on {len(sandbox.droplets)} droplets in one run: {took:.0f} s)")
+    read_token = ["sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env"]
+    return {
+        droplet.name: subprocess.run(
+            ["docker", "exec", droplet.container, *read_token],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        for droplet in sandbox.droplets
+    }  # fmt: skip
 
 
 def bench_sandbox(workdir: Path) -> None:
@@ -265,9 +281,7 @@ def bench_sandbox(workdir: Path) -> None:
     print(f"(sandbox with {len(sandbox.droplets)} droplets up in "
           f"{time.perf_counter() - started:.0f} s)")  # fmt: skip
     try:
-        # Kept with the sandbox, so that a second run of the bench reinstalls nothing.
-        token_dir = config.state_dir / "bench-agent-tokens"
-        install_agents(config, sandbox, token_dir)
+        tokens = install_agents(config, sandbox)
         context = fresh_context(
             workdir,
             do_api_url=sandbox.api_url,
@@ -279,7 +293,7 @@ def bench_sandbox(workdir: Path) -> None:
             toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
             by_name = {t.name: t for t in session.scalars(select(Toolbox))}
             for name, toolbox in by_name.items():
-                toolbox.agent_token_ciphertext = seal((token_dir / name).read_text().strip())
+                toolbox.agent_token_ciphertext = seal(tokens[name])
             ordered = [by_name[d.name].id for d in sandbox.droplets if d.name in by_name]
         for size in (3, 10, 20):
             if size > len(ordered):

@@ -17,7 +17,7 @@ import typer
 from runner.errors import RequestError
 from runner.interface import run_playbook
 from runner.models import ConsoleResult, RunEvent
-from runner.request import RunRequest, default_inventory
+from runner.request import DEFAULT_INVENTORY, RunRequest, default_inventory
 
 # Where the DigitalOcean inventory plugin looks for its token; handed to the run as secrets.
 DO_TOKEN_VARIABLES = ("DO_API_TOKEN", "DO_API_KEY", "DO_OAUTH_TOKEN", "OAUTH_TOKEN")
@@ -52,6 +52,24 @@ def parse_extra_vars(values: list[str]) -> dict[str, Any]:
     return extravars
 
 
+SANDBOX_HINT = (
+    "to aim at the sandbox instead, `source .data/demo.env` (written by `make demo`) or pass "
+    '--inventory "$(dtma-console sandbox inventory)"'
+)
+_UNPARSED_INVENTORY = "No inventory was parsed"
+
+
+def check_inventory(inventory: Path, env: dict[str, str]) -> None:
+    """The DigitalOcean inventory needs a token: say so before ansible says "No inventory
+    was parsed"."""
+    if inventory.resolve() == DEFAULT_INVENTORY.resolve() and not env:
+        raise RequestError(
+            "inventory",
+            f"the DigitalOcean inventory ({inventory}) could not be read: DO_API_TOKEN is not "
+            f"set; export it for real droplets, or {SANDBOX_HINT}",
+        )
+
+
 def _event_line(event: RunEvent) -> str | None:
     data = event.data
     if event.type == "play_start":
@@ -80,6 +98,8 @@ def _summary(result: ConsoleResult) -> str:
     lines = [f"{result.status.upper()}: {result.message}"]
     if result.error and result.error not in result.message:
         lines.append(f"error: {result.error}")
+    if result.error and _UNPARSED_INVENTORY in result.error:
+        lines.append(f"the inventory could not be read (is its token right?); {SANDBOX_HINT}")
     for host, counts in result.hosts.items():
         lines.append(
             f"  {host}: ok={counts.ok} changed={counts.changed} failed={counts.failed} "
@@ -124,7 +144,9 @@ def run_command(
     check: Annotated[bool, typer.Option("--check", help="Check mode: change nothing.")] = False,
 ) -> None:
     """Run a console playbook on toolboxes, exactly as the console does."""
+    env = {name: os.environ[name] for name in DO_TOKEN_VARIABLES if os.environ.get(name)}
     try:
+        check_inventory(inventory or default_inventory(), env)
         request = RunRequest(
             playbook=playbook,
             hosts=toolbox,
@@ -134,7 +156,7 @@ def run_command(
             known_hosts=known_hosts.read_text() if known_hosts else None,
             timeout=timeout,
             check=check,
-            env={name: os.environ[name] for name in DO_TOKEN_VARIABLES if os.environ.get(name)},
+            env=env,
         )
         result = run_playbook(request, on_event=lambda event: _print_event(event, as_json))
     except RequestError as error:

@@ -47,8 +47,10 @@ def _text(value: Any) -> Any:
     return _clip(value) if isinstance(value, str) else value
 
 
-def result_data(event_data: Mapping[str, Any]) -> dict[str, Any]:
-    """The curated, public part of one task result."""
+def result_data(
+    event_data: Mapping[str, Any], secret_outputs: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The curated, public part of one task result (without secret set_stats keys)."""
     res = event_data.get("res") or {}
     data: dict[str, Any] = {}
     if event_data.get("task_action"):
@@ -75,7 +77,7 @@ def result_data(event_data: Mapping[str, Any]) -> dict[str, Any]:
     stats = res.get("ansible_stats")
     if isinstance(stats, Mapping) and isinstance(stats.get("data"), Mapping):
         data["set_stats"] = {
-            "data": dict(stats["data"]),
+            "data": {k: v for k, v in stats["data"].items() if k not in secret_outputs},
             "per_host": bool(stats.get("per_host")),
             "aggregate": bool(stats.get("aggregate", True)),
         }
@@ -131,9 +133,12 @@ def _parse_time(value: Any) -> datetime:
 class EventNormaliser:
     """Turns one run's raw events into RunEvents with `seq` strictly increasing from 1."""
 
-    def __init__(self, run_id: str, redact: Redactor) -> None:
+    def __init__(
+        self, run_id: str, redact: Redactor, secret_outputs: frozenset[str] = frozenset()
+    ) -> None:
         self.run_id = run_id
         self._redact = redact
+        self._secret_outputs = secret_outputs
         self._seq = 0
         self._changed_items: set[tuple[str, str]] = set()
 
@@ -179,7 +184,7 @@ class EventNormaliser:
         host, task = event_data.get("host"), event_data.get("task")
         build = self.make
         if kind == "runner_on_ok" or kind in _TASK_END:
-            data = result_data(event_data)
+            data = result_data(event_data, self._secret_outputs)
             if data.get("censored") and kind in ("runner_on_ok", "runner_item_on_ok"):
                 data["changed"] = self._censored_changed(raw, kind)
             if data.get("censored") and kind == "runner_on_unreachable":

@@ -66,7 +66,10 @@ class Execution:
         self.canceled = threading.Event()
         self.started_at: datetime | None = None
         self._on_event = on_event
-        self._normaliser = EventNormaliser(request.run_id, Redactor(request.secrets))
+        self._normaliser = EventNormaliser(
+            request.run_id, Redactor(request.secrets), request.secret_outputs
+        )
+        self._secret_outputs: dict[str, Any] = {}
         self._builder = ResultBuilder(
             run_id=request.run_id,
             action=request.action,
@@ -74,6 +77,7 @@ class Execution:
             playbook=request.spec.name,
             hosts=list(request.hosts),
             timeout=request.timeout,
+            check=request.check,
         )
         # Created now, so that a clash (RequestError) reaches the caller before any thread.
         self.rundir = RunDir.create(self.settings.runs_dir, request.run_id)
@@ -92,6 +96,10 @@ class Execution:
             log.exception("run.event_callback_failed run_id=%s seq=%s", event.run_id, event.seq)
 
     def _raw_event(self, raw: Mapping[str, Any]) -> bool:
+        if raw.get("event") == "playbook_on_stats" and self.request.secret_outputs:
+            custom = (raw.get("event_data") or {}).get("artifact_data") or {}
+            for key in self.request.secret_outputs & custom.keys():
+                self._secret_outputs[key] = custom[key]
         event = self._normaliser.normalise(raw)
         if event is not None:
             self._emit(event)
@@ -112,6 +120,7 @@ class Execution:
             "ANSIBLE_CONFIG": str(self.settings.ansible_cfg),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_SHOW_CUSTOM_STATS": "0",  # published data reaches us as events only
             MARKER: req.run_id,
             **ssh_environment(self.settings.ansible_cfg, known_hosts),
         }
@@ -189,6 +198,7 @@ class Execution:
             finished_at=datetime.now(UTC),
             crash=crash,
         )
+        result._secret_outputs.update(self._secret_outputs)
         for host, task in list(self._builder.running.items()):  # cut short: close them
             self._emit(self._normaliser.make(
                 "task_interrupted", host=host, task=task, data={"reason": result.status}

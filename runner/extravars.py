@@ -95,9 +95,21 @@ _UnsafeDumper.add_representer(
 )
 
 
+def _reads_back_as_text(value: str) -> bool:
+    """Whether a plain YAML scalar with this text would load as a string.
+
+    ansible-core 2.19 resolves the text under `!unsafe` as if it were untagged, so
+    `!unsafe "0"` loads as the integer 0 and a tool named "0" (or "1e3", "true") would reach
+    the role as a number. Such texts hold no template markers (they are numbers, booleans or
+    null), so they are written as plain quoted strings instead.
+    """
+    resolved = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))
+    return bool(resolved == "tag:yaml.org,2002:str")
+
+
 def _mark_unsafe(value: Any) -> Any:
     if isinstance(value, str):
-        return _Unsafe(value)
+        return _Unsafe(value) if _reads_back_as_text(value) else value
     if isinstance(value, Mapping):
         return {key: _mark_unsafe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -106,5 +118,6 @@ def _mark_unsafe(value: Any) -> Any:
 
 
 def unsafe_yaml(extravars: Mapping[str, Any]) -> str:
-    """YAML for `ansible-playbook -e @file` in which every string is tagged `!unsafe`."""
+    """YAML for `ansible-playbook -e @file` in which every string is tagged `!unsafe`
+    (but those that YAML would read as another type: see `_reads_back_as_text`)."""
     return yaml.dump(_mark_unsafe(dict(extravars)), Dumper=_UnsafeDumper, sort_keys=True)

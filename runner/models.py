@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from runner import error_codes
 
 RunStatus = Literal["successful", "failed", "unreachable", "timeout", "canceled", "error"]
 TaskStatus = Literal["ok", "changed", "failed", "skipped", "unreachable"]
@@ -64,9 +66,34 @@ class ConsoleResult(BaseModel):
     success: bool
     message: str
     error: str | None = None
+    error_code: str | None = Field(
+        default=None,
+        description="Why it failed, as a stable code (runner/error_codes.py); null on success",
+    )
     started_at: datetime
     finished_at: datetime
     duration_ms: int
     hosts: dict[str, HostCounts] = Field(default_factory=dict)
     tasks: list[TaskOutcome] = Field(default_factory=list)
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _code_from_status(cls, values: Any) -> Any:
+        """A result built without a code (e.g. by a watchdog) gets the one its status and
+        error give, so no failed result is without a code."""
+        if isinstance(values, dict) and values.get("error_code") is None:
+            status = values.get("status")
+            if status in error_codes.OUTCOMES:
+                values = {
+                    **values,
+                    "error_code": error_codes.classify(status, [str(values.get("error") or "")]),
+                }
+        return values
+
+    # Values of the request's secret_outputs, by key: never dumped, never in repr.
+    _secret_outputs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def secret_output(self, key: str) -> Any:
+        """What the run published under `key` if the request named it a secret output."""
+        return self._secret_outputs.get(key)

@@ -44,6 +44,9 @@ class RunRequest:
     toolbox_id: str | None = None
     run_id: str | None = None
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    # set_stats keys whose values are secrets (a token read from the droplet): handed to the
+    # caller only through ConsoleResult.secret_output(), never in events or the result.
+    secret_outputs: list[str] = field(default_factory=list, repr=False)
     playbook_dir: str | Path | None = None  # tests only: another allow-list directory
 
 
@@ -64,6 +67,7 @@ class ValidRequest:
     toolbox_id: str | None
     env: dict[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
+    secret_outputs: frozenset[str] = frozenset()
 
 
 def default_inventory() -> Path:
@@ -152,4 +156,5 @@ def validate_request(req: RunRequest) -> ValidRequest:
         toolbox_id=req.toolbox_id,
         env=env,
         secrets=tuple(secrets),
+        secret_outputs=frozenset(req.secret_outputs or ()),
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from runner import error_codes
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.sentences import describe
 
@@ -50,14 +51,24 @@ def failure_text(data: Mapping[str, Any], task: str) -> str:
     return message
 
 
+def host_key_problem(data: Mapping[str, Any]) -> error_codes.Outcome | None:
+    """`host_key_unknown` / `host_key_changed` when SSH refused the host's key."""
+    reason = _as_text(data.get("msg"))
+    if _UNKNOWN_HOST_KEY.search(reason):
+        return "host_key_unknown"
+    if any(marker in reason for marker in _HOST_KEY_CHANGED):
+        return "host_key_changed"
+    return None
+
+
 def unreachable_text(host: str, data: Mapping[str, Any]) -> str:
     """Why a host could not be reached; a host key mismatch says so in plain words."""
-    reason = _as_text(data.get("msg")).strip() or "unreachable"
-    if _UNKNOWN_HOST_KEY.search(reason):
+    problem = host_key_problem(data)
+    if problem == "host_key_unknown":
         return f"host key for {host} is not known (not in the pinned known_hosts)"
-    if any(marker in reason for marker in _HOST_KEY_CHANGED):
+    if problem == "host_key_changed":
         return f"host key for {host} changed"
-    return reason
+    return _as_text(data.get("msg")).strip() or "unreachable"
 
 
 def _merge(old: Any, new: Any, aggregate: bool) -> Any:
@@ -88,10 +99,12 @@ class ResultBuilder:
     playbook: str
     hosts: list[str]
     timeout: int
+    check: bool = False
     tasks: list[TaskOutcome] = field(default_factory=list)
     stats: dict[str, HostCounts] | None = None
     failures: dict[str, str] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
+    host_key_problems: dict[str, error_codes.Outcome] = field(default_factory=dict)
     item_failures: dict[tuple[str, str], str] = field(default_factory=dict)
     running: dict[str, str] = field(default_factory=dict)
     output: list[str] = field(default_factory=list)
@@ -126,6 +139,9 @@ class ResultBuilder:
         elif type_ == "task_unreachable":
             msg = unreachable_text(host, data)
             self.unreachable.setdefault(host, msg)
+            problem = host_key_problem(data)
+            if problem is not None:
+                self.host_key_problems.setdefault(host, problem)
         elif data.get("censored"):
             msg = "(output hidden by no_log)"
         self.tasks.append(TaskOutcome(host=host, task=task, status=status, msg=msg))  # type: ignore[arg-type]
@@ -208,6 +224,14 @@ class ResultBuilder:
             return "failed", self._ansible_error(rc)
         return "successful", None
 
+    def _outcome(self, status: RunStatus) -> error_codes.Outcome | None:
+        """How the run ended, for its error code (None when it succeeded)."""
+        if status == "successful":
+            return None
+        if status == "unreachable" and self.host_key_problems:
+            return next(iter(self.host_key_problems.values()))
+        return status
+
     def build(
         self,
         *,
@@ -220,14 +244,18 @@ class ResultBuilder:
         counts = self._counts()
         status, error = self._status(ending, rc, counts, crash)
         data = self._data()
+        error_code = error_codes.classify(self._outcome(status), self.failures.values())
+        if self.check:
+            data["check_mode"] = True
         return ConsoleResult(
             run_id=self.run_id,
             action=self.action,
             toolbox_id=self.toolbox_id,
             status=status,
             success=status == "successful",
-            message=describe(self.action, self.hosts, status, error, data, counts),
+            message=describe(self.action, self.hosts, status, error, data, counts, self.check),
             error=error,
+            error_code=error_code,
             started_at=started_at,
             finished_at=finished_at,
             duration_ms=int((finished_at - started_at).total_seconds() * 1000),

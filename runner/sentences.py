@@ -46,8 +46,11 @@ def _dtma_sentence(host: str, result: Mapping[str, Any]) -> str:
         state = result.get("active_state", "unknown")
         return f"DTMA agent on {host}: {state}, release {result.get('release')}, {health}."
     verb = _DTMA_VERBS.get(str(result.get("action")), f"{result.get('action')} done")
-    versions = f"version {result.get('version_before')} -> {result.get('version_after')}"
+    before, after = result.get("version_before"), result.get("version_after")
     rolled_back = ", rolled back" if result.get("rolled_back") in (True, "True", "true") else ""
+    if before is None:  # nothing was installed before: a first install
+        return f"DTMA agent on {host} {verb} {after}{rolled_back}, {health}."
+    versions = f"version {before}" if before == after else f"version {before} -> {after}"
     return f"DTMA agent on {host} {verb} ({versions}{rolled_back}), {health}."
 
 
@@ -68,8 +71,17 @@ def describe(
     error: str | None,
     data: Mapping[str, Any],
     counts: Mapping[str, HostCounts],
+    check: bool = False,
 ) -> str:
     where = ", ".join(hosts)
+    if check and status == "successful":
+        # Check mode changed nothing: never report what the roles say they did as done.
+        changed = sum(c.changed for c in counts.values())
+        would = f"{changed} task(s) would change something" if changed else "nothing would change"
+        return f"Check mode: {action} changed nothing on {where} ({would})."
+    if check:
+        reason = f": {error}" if error else "."
+        return f"Check mode: {action} changed nothing on {where}, and its check failed{reason}"
     if status == "successful":
         published = _published(data)
         if published:

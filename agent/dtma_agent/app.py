@@ -73,8 +73,9 @@ def create_app(settings: AgentSettings) -> FastAPI:
     @app.get("/containers", dependencies=authorized)
     def containers(
         managed: Annotated[bool, Query(description="only tool instances")] = False,
+        stats: Annotated[bool, Query(description="CPU and memory of running ones")] = False,
     ) -> ContainerList:
-        found = engine.containers(managed_only=managed)
+        found = engine.containers(managed_only=managed, with_stats=stats)
         return ContainerList(total=len(found), containers=found)
 
     @app.get("/containers/{ref}/logs", dependencies=authorized)

@@ -13,6 +13,7 @@ from docker.types import CancellableStream
 
 from .errors import ContainerNotFound, DockerError, DockerUnavailable, InvalidParameter
 from .models import Container, DockerEngine, PortBinding, StateCounts
+from .stats import CpuBaselines, container_stats
 
 MANAGED_LABEL = "dtma.managed"
 INSTANCE_LABEL = "dtma.instance"
@@ -26,6 +27,7 @@ class Engine:
         self._api = docker.APIClient(
             base_url=base_url, version=api_version, timeout=_REQUEST_TIMEOUT_S
         )
+        self._cpu = CpuBaselines()
 
     def close(self) -> None:
         self._api.close()
@@ -45,16 +47,22 @@ class Engine:
         managed = [s for s in summaries if _is_managed(s.get("Labels"))]
         return _count(managed), _count(summaries)
 
-    def containers(self, managed_only: bool) -> list[Container]:
+    def containers(self, managed_only: bool, with_stats: bool = False) -> list[Container]:
         filters = {"label": f"{MANAGED_LABEL}=true"} if managed_only else None
         summaries = self._call(self._api.containers, all=True, filters=filters)
         found = []
         for summary in summaries:
             try:
                 details = self._call(self._api.inspect_container, summary["Id"])
+                container = _container(summary, details)
+                if with_stats and container.state == "running":
+                    raw = self._call(self._api.stats, container.id, stream=False, one_shot=True)
+                    container.stats = container_stats(self._cpu, container.id, raw)
             except ContainerNotFound:
                 continue  # removed between the list and the inspect
-            found.append(_container(summary, details))
+            found.append(container)
+        if with_stats:
+            self._cpu.forget_all_but({c.id for c in found if c.stats is not None})
         return sorted(found, key=lambda c: c.name)
 
     def open_logs(

@@ -78,6 +78,15 @@ class PortBinding(BaseModel):
     host_port: int | None = None
 
 
+class ContainerStats(BaseModel):
+    # Share of one CPU over the time since the agent's previous read (100 = one full CPU,
+    # as `docker stats`); None on the first read of a container (no baseline yet).
+    cpu_percent: float | None
+    memory_bytes: int | None
+    memory_limit_bytes: int | None
+    read_at: str
+
+
 class Container(BaseModel):
     id: str
     name: str
@@ -95,6 +104,8 @@ class Container(BaseModel):
     labels: dict[str, str]
     managed: bool
     instance: str | None
+    # Only with `stats=true`, and only for a running container.
+    stats: ContainerStats | None = None
 
 
 class ContainerList(BaseModel):

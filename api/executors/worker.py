@@ -11,10 +11,13 @@ holder over Redis (and through the database mark at the next heartbeat).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery
@@ -26,12 +29,14 @@ from api.executors.celery_app import TASK_NAME, make_celery
 from api.models import Run, Toolbox, utcnow
 from api.secret_box import unseal
 from api.services import leases, run_store
-from api.services.runs import run_request
+from api.services.runs import confirm_result, run_request
 
 log = logging.getLogger("api.executors")
 
 # How long the worker waits past the run's own timeout for runner/ to report.
 RESULT_GRACE_SECONDS = 120
+
+T = TypeVar("T")
 
 
 class Worker:
@@ -50,9 +55,16 @@ class Worker:
         self._listener = threading.Thread(
             target=self._listen_for_cancels, name="cancel-listener", daemon=True
         )
+        # The agent client (the console's own check after a dtma run) lives on this loop.
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="agent-loop", daemon=True
+        )
 
     def start(self) -> None:
         leases.recover_own(self._context.sessions)
+        self._loop_thread.start()
+        self._on_loop(self._context.start(runs=False), timeout=30)
         self._heartbeat.start()
         self._listener.start()
 
@@ -62,6 +74,11 @@ class Worker:
         for handle in handles:
             handle.cancel()
         self._heartbeat.stop()
+        self._on_loop(self._context.stop(), timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _on_loop(self, work: Coroutine[Any, Any, T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout)
 
     # -- cancel ------------------------------------------------------------------------------
     def _listen_for_cancels(self) -> None:
@@ -93,6 +110,11 @@ class Worker:
         self._heartbeat.add(run_id)
         try:
             result = self._run(run_id)
+            if result.toolbox_id is not None:
+                result = self._on_loop(
+                    confirm_result(self._context, result.action, result.toolbox_id, result),
+                    timeout=self._context.settings.run_timeout,
+                )
         finally:
             self._heartbeat.discard(run_id)
             with self._lock:

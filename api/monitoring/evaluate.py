@@ -2,7 +2,10 @@
 
 A check fails once its verdict was failing `trip_after` times in a row; then exactly one
 alert is open for it, until a verdict says the condition is fine again. Every opened and
-resolved alert becomes an `AlertEvent` for the webhooks. The caller owns the transaction.
+resolved alert becomes an `AlertEvent` for the webhooks. A toolbox in maintenance
+(`silenced`) has its checks judged and recorded as always, but no alert opens for it; a
+condition still failing when the window ends opens its alert at the next look. The caller
+owns the transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def apply_verdicts(
     states: dict[str, CheckState],
     open_alerts: dict[str, Alert],
     now: datetime,
+    *,
+    silenced: bool = False,
 ) -> list[AlertEvent]:
     """Update `states` and `open_alerts` (both keyed by check) in place."""
     events: list[AlertEvent] = []
@@ -45,6 +50,8 @@ def apply_verdicts(
             states[verdict.check] = state
         _update(state, verdict, now)
         alert = open_alerts.get(verdict.check)
+        if state.state == "failing" and alert is None and silenced:
+            continue  # in maintenance: observed and recorded, not alerted
         if state.state == "failing" and alert is None:
             alert = _open(toolbox, verdict, now)
             session.add(alert)
@@ -103,6 +110,7 @@ def _open(toolbox: Toolbox, verdict: Verdict, now: datetime) -> Alert:
         recovery_attempts=0,
         opened_at=now,
         updated_at=now,
+        notified_at=now,
     )
 
 

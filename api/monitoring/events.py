@@ -1,4 +1,5 @@
-"""Alert events (opened, resolved, recovery gave up) and the message each one sends."""
+"""Alert events (opened, resolved, recovery gave up, reminder) and the message each one
+sends: a title and body for Apprise, the JSON body (with Slack's `text`) for webhooks."""
 
 from __future__ import annotations
 
@@ -7,15 +8,42 @@ from typing import Any
 
 from api.monitoring.models import Alert
 
-_HEADLINES = {"opened": "ALERT", "resolved": "RESOLVED", "gave_up": "RECOVERY GAVE UP"}
+_HEADLINES = {
+    "opened": "ALERT",
+    "resolved": "RESOLVED",
+    "gave_up": "RECOVERY GAVE UP",
+    "reminder": "STILL OPEN",
+}
 
 
 @dataclass(frozen=True)
 class AlertEvent:
     alert_id: str
-    event: str  # opened | resolved | gave_up
+    event: str  # opened | resolved | gave_up | reminder
     # The webhook body, taken when the event happened (Slack-compatible `text`).
     payload: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        """`[ALERT] critical on toolbox-2 (agent)`: the text up to the message."""
+        return str(self.payload["text"]).split(": ", 1)[0]
+
+    @property
+    def body(self) -> str:
+        return str(self.payload["text"])
+
+
+def notify_type(event: AlertEvent) -> str:
+    """Apprise's notify type (the colour or icon many services show)."""
+    if event.event == "resolved":
+        return "success"
+    return "failure" if event.payload["alert"]["severity"] == "critical" else "warning"
+
+
+def test_message(sender: str) -> tuple[str, str, dict[str, Any]]:
+    """Title, body and JSON body of `notify test`."""
+    text = f"[TEST] DTMA console notification test sent by {sender}"
+    return "[TEST] DTMA console", text, {"text": text, "event": "test", "alert": None}
 
 
 def alert_event(alert: Alert, toolbox_name: str, event: str, note: str = "") -> AlertEvent:

@@ -1,5 +1,6 @@
-"""Monitoring tables: metric samples, check states, alerts, their notifications, recovery
-attempts and per-toolbox monitoring settings. Storage only; API shapes are in schemas.py."""
+"""Monitoring tables: metric samples (toolboxes and tool instances), check states, alerts,
+their notifications, recovery attempts, per-toolbox monitoring settings and maintenance
+windows. Storage only; API shapes are in schemas.py."""
 
 from __future__ import annotations
 
@@ -46,20 +47,59 @@ class MonitoringSettings(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+_VALUES = ("cpu_percent", "memory_percent", "disk_percent", "load_1m")
+
+
 class MetricSample(Base):
-    """One reading of a toolbox's system metrics, as the sync found them."""
+    """One reading of a toolbox's system metrics as a sync found them (`step_seconds` 0), or
+    the average of those readings over a `step_seconds` bucket starting at `at` (the
+    downsampled history). A look the toolbox did not answer is a reading of nulls."""
 
     __tablename__ = "metric_samples"
-    __table_args__ = (Index("ix_metric_samples_toolbox_at", "toolbox_id", "at"),)
+    # Covering the values too: a toolbox's history is read from the index alone, without
+    # a table lookup per row (its rows are scattered among every other toolbox's).
+    __table_args__ = (
+        Index("ix_metric_samples_toolbox_step_at", "toolbox_id", "step_seconds", "at", *_VALUES),
+    )
 
     id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
     toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # 0: a raw reading; else the length of the bucket this row averages.
+    step_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # agent | ssh | none (did not answer) | average
     source: Mapped[str] = mapped_column(String(16))
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     memory_percent: Mapped[float | None] = mapped_column(Float)
     disk_percent: Mapped[float | None] = mapped_column(Float)
     load_1m: Mapped[float | None] = mapped_column(Float)
+
+
+class ToolMetricSample(Base):
+    """One reading of a tool instance's CPU and memory (from the agent's container stats),
+    taken with its toolbox's reading, or the average over a bucket like MetricSample."""
+
+    __tablename__ = "tool_metric_samples"
+    __table_args__ = (
+        Index(
+            "ix_tool_metric_samples_toolbox_step_at",
+            "toolbox_id",
+            "step_seconds",
+            "at",
+            "tool",
+            "cpu_percent",
+            "memory_bytes",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
+    toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
+    tool: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    step_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Share of one CPU, as `docker stats` shows it (100 = one full CPU).
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_bytes: Mapped[float | None] = mapped_column(Float)
 
 
 class CheckState(Base):
@@ -119,6 +159,31 @@ class Alert(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Someone said "seen, on it": who (user name), when, and what they wrote.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    ack_comment: Mapped[str | None] = mapped_column(Text)
+    # When the last message about this open alert went out (opened or a reminder): the
+    # next reminder is due DTMA_NOTIFY_REPEAT after it.
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MaintenanceWindow(Base):
+    """A time a toolbox is in maintenance on purpose: observed and recorded as always, but
+    no alert opens and no automatic recovery runs. It ends by itself at `until`, or earlier
+    when someone ends it (`ended_at`)."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (Index("ix_maintenance_windows_toolbox_until", "toolbox_id", "until"),)
+
+    id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
+    toolbox_id: Mapped[str] = mapped_column(ForeignKey("toolboxes.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class RecoveryAttempt(Base):
@@ -141,15 +206,16 @@ class RecoveryAttempt(Base):
 
 
 class AlertNotification(Base):
-    """One webhook delivery of an alert event, with how it went."""
+    """One delivery of an alert event to one target (a JSON webhook or an Apprise URL),
+    with how it went."""
 
     __tablename__ = "alert_notifications"
 
     id: Mapped[int] = mapped_column(_AUTO_ID, primary_key=True)
     alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
-    # opened | resolved | gave_up
+    # opened | resolved | gave_up | reminder
     event: Mapped[str] = mapped_column(String(16))
-    # The webhook without its path or query (which often carry a secret).
+    # The webhook without its path or query, or the Apprise URL with its secrets masked.
     target: Mapped[str] = mapped_column(String(255))
     # pending | delivered | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,8 +93,11 @@ class Observer:
         concurrency: int,
         ssh_concurrency: int,
         ssh_timeout: float,
+        relearn: Callable[[Target], Awaitable[str | None]] | None = None,
     ) -> None:
         self._agent = agent
+        # Learns a toolbox's agent token from its droplet when the agent refuses ours.
+        self._relearn = relearn
         self._agent_slots = asyncio.Semaphore(concurrency)
         self._ssh_slots = asyncio.Semaphore(ssh_concurrency)
         self._ssh_timeout = ssh_timeout
@@ -134,8 +137,7 @@ class Observer:
         if not target.address:
             return observation("none", _NOTHING, "the droplet has no public IPv4 address")
         try:
-            async with self._agent_slots:
-                answers = await self._read_agent(target.address, target.agent_token)
+            answers = await self._agent_answers(target, target.address)
             return observation("agent", answers, None)
         except AgentError as error:
             agent_error, refused = error.reason, error.status in (401, 403)
@@ -152,6 +154,21 @@ class Observer:
             reason = f"unexpected {type(error).__name__}: {error}"
             return observation("none", _NOTHING, agent_error, reason, refused)
         return observation("ssh", answers, agent_error, None, refused)
+
+    async def _agent_answers(self, target: Target, address: str) -> _Answers:
+        """The agent's answers; when it refuses the token, the droplet's token is learnt
+        (an operator may have reinstalled the agent) and the read made once more."""
+        try:
+            async with self._agent_slots:
+                return await self._read_agent(address, target.agent_token)
+        except AgentError as error:
+            if error.status not in (401, 403) or self._relearn is None:
+                raise
+            learnt = await self._relearn(target)
+            if learnt is None:
+                raise
+        async with self._agent_slots:
+            return await self._read_agent(address, learnt)
 
     async def _read_agent(self, address: str, token: str) -> _Answers:
         status, system, listed = await self._agent.read(address, token, _AGENT_PATHS)
@@ -171,8 +188,9 @@ class Observer:
             raise ProbeError(f"SSH probe of {target.name} took longer than its timeout") from None
 
 
-# Read in this order over one connection.
-_AGENT_PATHS = ("/status", "/system", "/containers?managed=true")
+# Read in this order over one connection. `stats=true` adds each running tool instance's
+# CPU and memory (agents before 1.1 ignore it: their tools then have no history).
+_AGENT_PATHS = ("/status", "/system", "/containers?managed=true&stats=true")
 _Answers = tuple[dict[str, Any] | None, dict[str, Any] | None, list[dict[str, Any]] | None]
 _NOTHING: _Answers = (None, None, None)
 

@@ -3,8 +3,13 @@
 Agent down -> `dtma_restart.yml`; tool exited and nobody stopped it -> `tool_restart.yml`.
 At most N attempts per condition within a window, each later than the last by an
 exponentially growing backoff; then the alert says recovery gave up and no more attempts
-are made for it. Recovery can be switched off per toolbox. A tool stopped through the
-console never gets here: its check is fine (`stopped_on_purpose`).
+are made for it. Recovery can be switched off per toolbox, and none runs on a toolbox in
+maintenance. A tool stopped through the console never gets here: its check is fine
+(`stopped_on_purpose`).
+
+A repair succeeded only when its run did: the run's ConsoleResult is verified (for a tool, the
+role's restart fails unless the tool keeps running through its settle window), so a tool that
+crashes again right after the restart is a failed attempt, and the limit ends in give-up.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError, ToolboxBusy
 from api.models import Run, Toolbox, utcnow
+from api.monitoring import maintenance
 from api.monitoring.checks import AGENT, TOOL_EXITED, recovery_action, tool_of
 from api.monitoring.events import AlertEvent, alert_event
 from api.monitoring.limits import Limits
@@ -84,7 +90,8 @@ class Recovery:
                 attempt.finished_at = (run.finished_at if run else None) or utcnow()
                 alert = session.get(Alert, attempt.alert_id)
                 if alert is not None and alert.state == "open" and alert.recovery == "running":
-                    alert.recovery = "succeeded" if attempt.status == "successful" else "failed"
+                    verified = run is not None and bool(run.success)
+                    alert.recovery = "succeeded" if verified else "failed"
 
     # -- deciding, in one transaction ---------------------------------------------------------
     def _plan(
@@ -100,11 +107,16 @@ class Recovery:
             )
             if toolbox_ids is not None:
                 query = query.where(Alert.toolbox_id.in_(list(toolbox_ids)))
-            for alert in session.scalars(query.order_by(Alert.opened_at)):
+            found = list(session.scalars(query.order_by(Alert.opened_at)))
+            silenced = maintenance.active_by_toolbox(session, {a.toolbox_id for a in found}, now)
+            for alert in found:
                 if alert.id in busy or alert.recovery == "gave_up":
                     continue
                 toolbox = session.get(Toolbox, alert.toolbox_id)
                 if toolbox is None or toolbox.removed_at is not None:
+                    continue
+                if toolbox.id in silenced:
+                    alert.recovery = "waiting"  # no repair during a maintenance window
                     continue
                 limits = Limits.effective(
                     self._context.settings, session.get(MonitoringSettings, toolbox.id)
@@ -144,7 +156,7 @@ class Recovery:
             if now < last + timedelta(seconds=backoff):
                 alert.recovery = "waiting"
                 return "waiting", f"backing off {backoff:g} s after attempt {len(attempts)}"
-        if toolbox.status not in (("down",) if alert.check == AGENT else ("up", "down")):
+        if toolbox.status not in (("down",) if alert.check == AGENT else ("up", "down", "refused")):
             # Every repair goes over SSH: the droplet must answer (and, for the agent, the
             # agent must still be down). Until then, no attempt is spent.
             alert.recovery = "waiting"
@@ -186,7 +198,7 @@ class Recovery:
             await asyncio.to_thread(self._withdraw, plan, busy.message)
             return None
         except ApiError as error:
-            await asyncio.to_thread(self._finish, plan, None, "error", error.message)
+            await asyncio.to_thread(self._finish, plan, None, "error", False, error.message)
             return None
         await asyncio.to_thread(self._started, plan, run_id)
         task = asyncio.create_task(self._follow(plan, run_id), name=f"recovery-{run_id}")
@@ -201,10 +213,11 @@ class Recovery:
     async def _follow(self, plan: Plan, run_id: str) -> None:
         try:
             result = await self._context.runs.wait(run_id)
-            status, detail = result.status, result.error or result.message
+            status, verified = result.status, result.success
+            detail = result.error or result.message
         except Exception as error:  # the run's own record says more; keep the attempt honest
-            status, detail = "error", f"{type(error).__name__}: {error}"
-        await asyncio.to_thread(self._finish, plan, run_id, status, detail)
+            status, verified, detail = "error", False, f"{type(error).__name__}: {error}"
+        await asyncio.to_thread(self._finish, plan, run_id, status, verified, detail)
 
     def _started(self, plan: Plan, run_id: str) -> None:
         with session_scope(self._context.sessions) as session:
@@ -223,7 +236,10 @@ class Recovery:
                 alert.recovery_attempts = max(0, alert.recovery_attempts - 1)
         log.info("recovery_postponed", extra={"alert_id": plan.alert_id, "reason": reason})
 
-    def _finish(self, plan: Plan, run_id: str | None, status: str, detail: str | None) -> None:
+    def _finish(
+        self, plan: Plan, run_id: str | None, status: str, verified: bool, detail: str | None
+    ) -> None:
+        """Record the attempt's end; the repair succeeded only when its verified run did."""
         RECOVERY_RUNS.labels(plan.action.name, status).inc()
         with session_scope(self._context.sessions) as session:
             attempt = session.get(RecoveryAttempt, plan.attempt_id)
@@ -234,7 +250,7 @@ class Recovery:
                 attempt.finished_at = utcnow()
             alert = session.get(Alert, plan.alert_id)
             if alert is not None and alert.state == "open" and alert.recovery == "running":
-                alert.recovery = "succeeded" if status == "successful" else "failed"
+                alert.recovery = "succeeded" if verified and status == "successful" else "failed"
         log.info(
             "recovery_finished",
             extra={"alert_id": plan.alert_id, "run_id": run_id, "status": status},

@@ -1,12 +1,13 @@
-"""What the monitoring routes answer: a toolbox's health, alerts, monitoring settings."""
+"""What the monitoring routes answer: a toolbox's health, alerts, monitoring settings; and
+the one change people make to an alert, acknowledging it."""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.errors import NotFound
-from api.models import Toolbox, User
+from api.errors import Conflict, NotFound
+from api.models import Toolbox, User, utcnow
 from api.monitoring.checks import severity_of
 from api.monitoring.limits import OVERRIDABLE, Limits
 from api.monitoring.models import (
@@ -90,7 +91,34 @@ def list_alerts(
     state: str | None,
     toolbox_id: str | None,
     limit: int,
+    severity: str | None = None,
+    check: str | None = None,
 ) -> list[AlertOut]:
+    return [
+        AlertOut.model_validate(a)
+        for a in visible_alerts(
+            session,
+            user,
+            state=state,
+            toolbox_id=toolbox_id,
+            limit=limit,
+            severity=severity,
+            check=check,
+        )
+    ]
+
+
+def visible_alerts(
+    session: Session,
+    user: User,
+    *,
+    state: str | None,
+    toolbox_id: str | None,
+    limit: int,
+    severity: str | None = None,
+    check: str | None = None,
+) -> list[Alert]:
+    """Alerts on the user's toolboxes (all for an admin), newest first, filtered."""
     query = select(Alert).join(Toolbox, Toolbox.id == Alert.toolbox_id)
     if not user.is_admin:
         query = query.where(Toolbox.owner_id == user.id)
@@ -98,15 +126,41 @@ def list_alerts(
         query = query.where(Alert.state == state)
     if toolbox_id is not None:
         query = query.where(Alert.toolbox_id == toolbox_id)
+    if severity is not None:
+        query = query.where(Alert.severity == severity)
+    if check is not None:
+        query = query.where(Alert.check == check)
     query = query.order_by(Alert.opened_at.desc(), Alert.id).limit(limit)
-    return [AlertOut.model_validate(a) for a in session.scalars(query)]
+    return list(session.scalars(query))
 
 
-def alert_detail(session: Session, user: User, alert_id: str) -> AlertDetail:
+def _visible_alert(session: Session, user: User, alert_id: str) -> Alert:
     alert = session.get(Alert, alert_id)
     toolbox = session.get(Toolbox, alert.toolbox_id) if alert is not None else None
     if alert is None or toolbox is None or not (user.is_admin or toolbox.owner_id == user.id):
         raise NotFound(f"alert '{alert_id}' not found", code="alert_not_found")
+    return alert
+
+
+def acknowledge(session: Session, user: User, alert_id: str, comment: str) -> Alert:
+    """Mark an open alert as seen by `user` (stops its reminders). The caller commits."""
+    alert = _visible_alert(session, user, alert_id)
+    if alert.state != "open":
+        raise Conflict("the alert is already resolved", code="alert_resolved")
+    if alert.acknowledged_at is not None:
+        raise Conflict(
+            f"the alert was acknowledged by {alert.acknowledged_by} at "
+            f"{alert.acknowledged_at:%Y-%m-%d %H:%M:%S} UTC",
+            code="alert_acknowledged",
+        )
+    alert.acknowledged_at = utcnow()
+    alert.acknowledged_by = user.name
+    alert.ack_comment = comment.strip() or None
+    return alert
+
+
+def alert_detail(session: Session, user: User, alert_id: str) -> AlertDetail:
+    alert = _visible_alert(session, user, alert_id)
     attempts = session.scalars(
         select(RecoveryAttempt)
         .where(RecoveryAttempt.alert_id == alert.id)

@@ -1,4 +1,5 @@
-"""Routes: a toolbox's health, its monitoring settings, and alerts. Including this router
+"""Routes: a toolbox's health, its monitoring settings and maintenance windows, alerts
+(with acknowledging), and notification targets. Including this router
 also brings the monitor's lifespan: the Monitor (app.state.monitor), hooked after every run,
 and the periodic cycle when DTMA_MONITOR_INTERVAL is above 0."""
 
@@ -9,17 +10,28 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from sqlalchemy.orm import Session
 
 from api.context import Context
-from api.deps import ContextDep, SessionDep, ToolboxDep, UserDep
-from api.monitoring import reports
+from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
+from api.models import Toolbox, User, utcnow
+from api.monitoring import history, maintenance, reports
 from api.monitoring.leader import Leadership
+from api.monitoring.models import Alert, MaintenanceWindow
 from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
+    AcknowledgeIn,
     AlertDetail,
     AlertOut,
+    MaintenanceIn,
+    MaintenanceOut,
+    MaintenanceState,
+    MetricsOut,
     MonitoringSettingsOut,
     MonitoringSettingsPatch,
+    NotificationSettings,
+    NotificationTarget,
+    NotificationTestOut,
     ToolboxHealth,
 )
 from api.monitoring.service import Monitor
@@ -63,6 +75,20 @@ def toolbox_health(toolbox: ToolboxDep, session: SessionDep) -> ToolboxHealth:
     return reports.toolbox_health(session, toolbox)
 
 
+RangeQuery = Annotated[
+    history.Range, Query(alias="range", description="How far back: 1h, 6h, 24h or 7d")
+]
+
+
+@router.get("/api/v1/toolboxes/{toolbox_id}/metrics", response_model=MetricsOut)
+def toolbox_metrics(
+    toolbox: ToolboxDep, session: SessionDep, context: ContextDep, range_: RangeQuery = "24h"
+) -> MetricsOut:
+    """CPU, memory, disk and load of the toolbox, and CPU and memory of each tool
+    instance, over the range: [unix time, value] points, null where it did not answer."""
+    return history.read(session, context.settings, toolbox.id, range_, utcnow())
+
+
 @router.get("/api/v1/toolboxes/{toolbox_id}/monitoring", response_model=MonitoringSettingsOut)
 def get_monitoring_settings(
     toolbox: ToolboxDep, session: SessionDep, context: ContextDep
@@ -99,15 +125,123 @@ def list_alerts(
     session: SessionDep,
     state: Annotated[Literal["open", "resolved"] | None, Query()] = None,
     toolbox_id: Annotated[str | None, Query(max_length=64)] = None,
+    severity: Annotated[Literal["critical", "warning"] | None, Query()] = None,
+    check: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertOut]:
     """Alerts on the caller's toolboxes (every toolbox for an admin), newest first."""
-    return reports.list_alerts(session, user, state=state, toolbox_id=toolbox_id, limit=limit)
+    return reports.list_alerts(
+        session, user, state=state, toolbox_id=toolbox_id, limit=limit,
+        severity=severity, check=check,
+    )  # fmt: skip
+
+
+AlertIdPath = Annotated[str, Path(max_length=64)]
+
+
+@router.post("/api/v1/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+def acknowledge_alert(
+    alert_id: AlertIdPath, body: AcknowledgeIn, user: UserDep, session: SessionDep
+) -> AlertOut:
+    """Say an open alert is seen and being handled: who, when and a comment are kept with
+    it, and no reminder is sent for it any more (audited)."""
+    alert = acknowledge(session, user, alert_id, body.comment)
+    return AlertOut.model_validate(alert)
+
+
+def acknowledge(session: Session, user: User, alert_id: str, comment: str) -> Alert:
+    """Acknowledge, audited (also what the web console's button calls)."""
+    with audit.audited(
+        session, user=user, action="alert.acknowledge", parameters={"alert_id": alert_id}
+    ) as entry:
+        alert = reports.acknowledge(session, user, alert_id, comment)
+        entry.toolbox_id = alert.toolbox_id
+    session.commit()
+    return alert
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail)
-def get_alert(
-    alert_id: Annotated[str, Path(max_length=64)], user: UserDep, session: SessionDep
-) -> AlertDetail:
-    """One alert with its recovery attempts (each a run) and webhook deliveries."""
+def get_alert(alert_id: AlertIdPath, user: UserDep, session: SessionDep) -> AlertDetail:
+    """One alert with its recovery attempts (each a run) and notification deliveries."""
     return reports.alert_detail(session, user, alert_id)
+
+
+# -- maintenance windows ---------------------------------------------------------------------
+@router.get("/api/v1/toolboxes/{toolbox_id}/maintenance", response_model=MaintenanceState)
+def get_maintenance(toolbox: ToolboxDep, session: SessionDep) -> MaintenanceState:
+    """The maintenance window in force on the toolbox, if any."""
+    window = maintenance.active(session, toolbox.id)
+    return MaintenanceState(
+        toolbox_id=toolbox.id,
+        active=MaintenanceOut.model_validate(window) if window is not None else None,
+    )
+
+
+@router.post("/api/v1/toolboxes/{toolbox_id}/maintenance", response_model=MaintenanceOut)
+def start_maintenance(
+    body: MaintenanceIn, toolbox: ToolboxDep, user: UserDep, session: SessionDep
+) -> MaintenanceOut:
+    """Put the toolbox in maintenance until `until` (at most 7 days ahead; replaces a window
+    in force): it is still observed and recorded, but no alert opens and no automatic
+    recovery runs. The window ends by itself (audited)."""
+    window = start_window(session, toolbox, user, body)
+    return MaintenanceOut.model_validate(window)
+
+
+@router.delete("/api/v1/toolboxes/{toolbox_id}/maintenance", response_model=MaintenanceOut)
+def end_maintenance(toolbox: ToolboxDep, user: UserDep, session: SessionDep) -> MaintenanceOut:
+    """End the toolbox's maintenance window now (audited); 404 when none is in force."""
+    return MaintenanceOut.model_validate(end_window(session, toolbox, user))
+
+
+def start_window(
+    session: Session, toolbox: Toolbox, user: User, body: MaintenanceIn
+) -> MaintenanceWindow:
+    """Start a window, audited (also what the web console's form calls)."""
+    parameters = {"until": body.until.isoformat(), "reason": body.reason}
+    with audit.audited(
+        session, user=user, action="toolbox.maintenance.start", toolbox_id=toolbox.id,
+        parameters=parameters,
+    ):  # fmt: skip
+        window = maintenance.start(session, toolbox, user, body.until, body.reason)
+    session.commit()
+    return window
+
+
+def end_window(session: Session, toolbox: Toolbox, user: User) -> MaintenanceWindow:
+    with audit.audited(session, user=user, action="toolbox.maintenance.end", toolbox_id=toolbox.id):
+        window = maintenance.end(session, toolbox, user)
+    session.commit()
+    return window
+
+
+# -- notifications -----------------------------------------------------------------------------
+@router.get("/api/v1/notifications", response_model=NotificationSettings)
+def notification_settings(
+    _admin: AdminDep, monitor: MonitorDep, context: ContextDep
+) -> NotificationSettings:
+    """Where alert events go (admin): every webhook and Apprise URL, masked, with the
+    severities routed to it."""
+    targets = [
+        NotificationTarget(
+            service=getattr(t, "service", "webhook"),
+            url=t.label,
+            severities=sorted(getattr(t, "severities", ("critical", "warning"))),
+        )
+        for t in monitor.webhooks.targets
+    ]
+    return NotificationSettings(targets=targets, repeat_seconds=context.settings.notify_repeat)
+
+
+@router.post("/api/v1/notifications/test", response_model=NotificationTestOut)
+async def notification_test(admin: AdminDep, monitor: MonitorDep) -> NotificationTestOut:
+    """Send a test message to every notification target now (admin); says which took it."""
+    results = await monitor.webhooks.send_test(admin.name)
+    return NotificationTestOut(
+        delivered=sum(r.error is None for r in results),
+        failed=sum(r.error is not None for r in results),
+        targets=[
+            {"target": r.target, "status": "failed" if r.error else "delivered", "error": r.error}
+            for r in results
+        ],
+    )

@@ -1,9 +1,10 @@
-"""API shapes of monitoring: toolbox health, alerts, per-toolbox monitoring settings."""
+"""API shapes of monitoring: toolbox health, alerts, per-toolbox monitoring settings,
+maintenance windows and notification targets."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,58 @@ class AlertOut(BaseModel):
     opened_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = Field(default=None, description="Who acknowledged it")
+    ack_comment: str | None = None
+
+
+class AcknowledgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field(default="", max_length=1000, description="What is being done")
+
+
+class MaintenanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: datetime = Field(description="When the window ends by itself (ISO 8601 with zone)")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class MaintenanceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    toolbox_id: str
+    starts_at: datetime
+    until: datetime
+    reason: str
+    created_by: str
+    ended_at: datetime | None = Field(description="Set when someone ended it before `until`")
+    ended_by: str | None
+
+
+class MaintenanceState(BaseModel):
+    toolbox_id: str
+    active: MaintenanceOut | None = Field(description="The window in force now, if any")
+
+
+class NotificationTarget(BaseModel):
+    service: str = Field(description="Apprise service (json, ntfy, slack, ...) or webhook")
+    url: str = Field(description="The URL with its secrets masked")
+    severities: list[str] = Field(description="Alert severities routed to it")
+
+
+class NotificationSettings(BaseModel):
+    targets: list[NotificationTarget]
+    repeat_seconds: float = Field(description="Reminder interval for open alerts; 0: none")
+
+
+class NotificationTestOut(BaseModel):
+    delivered: int
+    failed: int
+    targets: list[dict[str, str | None]] = Field(
+        description="Each target (masked) with `status` delivered | failed and `error`"
+    )
 
 
 class RecoveryAttemptOut(BaseModel):
@@ -83,7 +136,9 @@ class ToolboxHealth(BaseModel):
         description="critical: a critical check fails; degraded: a warning check fails or a "
         "check is pending; healthy: every check passes; unknown: never looked at yet"
     )
-    status: str = Field(description="Agent state at the last look: up | down | unreachable")
+    status: str = Field(
+        description="Agent state at the last look: up | down | refused | unreachable"
+    )
     observed_at: datetime | None = Field(description="When the toolbox last answered")
     last_error: str | None
     checks: list[CheckOut]
@@ -121,4 +176,28 @@ class MonitoringSettingsOut(BaseModel):
     effective: MonitoringLimits = Field(description="What applies to this toolbox now")
     overrides: MonitoringSettingsPatch = Field(
         description="This toolbox's own values (null: the default applies)"
+    )
+
+
+# [unix time, value | null]. A list rather than a tuple: a tuple becomes `prefixItems`,
+# which schema-driven clients and fuzzers (schemathesis) read as an invalid schema.
+MetricPoint = Annotated[list[float | None], Field(min_length=2, max_length=2)]
+
+
+class MetricsOut(BaseModel):
+    """A toolbox's metrics history: [unix time, value] pairs, null where the toolbox did
+    not answer (or nothing looked at it); every series shares the same times."""
+
+    toolbox_id: str
+    range: Literal["1h", "6h", "24h", "7d"]
+    step_seconds: int = Field(
+        description="Length of the bucket each point averages; for 1h, each point is one "
+        "sample and this is the monitoring interval"
+    )
+    series: dict[str, list[MetricPoint]] = Field(
+        description="cpu_percent, memory_percent, disk_percent, load_1m"
+    )
+    tools: dict[str, dict[str, list[MetricPoint]]] = Field(
+        description="Per tool instance: cpu_percent (100 = one CPU, as docker stats) and "
+        "memory_bytes"
     )

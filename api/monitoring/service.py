@@ -14,23 +14,21 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import timedelta
 from types import TracebackType
 from typing import TypeVar
-
-from sqlalchemy import delete
 
 import runner
 from api.context import Context
 from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
+from api.monitoring import history, reminders
 from api.monitoring.agent_http import AgentReader
-from api.monitoring.models import MetricSample
 from api.monitoring.observe import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
 from api.monitoring.webhooks import WebhookDispatcher
+from api.services import toolboxes
 
 log = logging.getLogger("api.monitoring")
 T = TypeVar("T")
@@ -59,6 +57,7 @@ class Monitor:
             concurrency=settings.sync_concurrency,
             ssh_concurrency=settings.sync_ssh_concurrency,
             ssh_timeout=settings.ssh_probe_timeout,
+            relearn=lambda target: toolboxes.relearn_agent_token(context, target.toolbox_id),
         )
         self.webhooks = WebhookDispatcher(context.sessions, settings)
         # Without a run manager (the CLI) there are neither runs to follow nor repairs.
@@ -139,13 +138,22 @@ class Monitor:
     async def run_cycle(
         self, toolbox_ids: Collection[str] | None = None, *, wait: bool = False
     ) -> CycleReport:
-        """Sync, judge, alert, and start the repairs that are due, on every toolbox (or the
-        given ones). With `wait`, return only when those repairs, the syncs after them and
-        the webhook deliveries have ended."""
+        """Sync, judge, alert, start the repairs that are due and send the reminders, on
+        every toolbox (or the given ones). With `wait`, return only when those repairs, the
+        syncs after them and the notifications have ended."""
         report = CycleReport(sync=await self.sync_all(toolbox_ids))
         if self.recovery is not None:
             report.recovery_runs = await self.recovery.consider(toolbox_ids)
-        await asyncio.to_thread(self._prune_samples)
+        if self.webhooks.targets:
+            self.webhooks.publish(
+                await asyncio.to_thread(
+                    reminders.due,
+                    self.context.sessions,
+                    self.context.settings.notify_repeat,
+                    toolbox_ids,
+                )
+            )
+        await asyncio.to_thread(self._keep_history)
         if wait:
             await self.drain()
         return report
@@ -157,11 +165,10 @@ class Monitor:
             await asyncio.wait(set(self._after_run), timeout=timeout)
         await self.webhooks.drain(timeout)
 
-    def _prune_samples(self) -> None:
-        hours = self.context.settings.metrics_retention_hours
-        cutoff = utcnow() - timedelta(hours=hours)
+    def _keep_history(self) -> None:
+        """Average the metric buckets that closed and prune what is past retention."""
         with session_scope(self.context.sessions) as session:
-            session.execute(delete(MetricSample).where(MetricSample.at < cutoff))
+            history.keep(session, self.context.settings, utcnow())
 
 
 def sync_once(context: Context) -> SyncReport:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, defer, selectinload, sessionmaker
 
 from api.db import session_scope
 from api.models import Toolbox, utcnow
-from api.monitoring import checks
+from api.monitoring import checks, maintenance
 from api.monitoring.evaluate import apply_verdicts
 from api.monitoring.events import AlertEvent
 from api.monitoring.limits import Limits
@@ -243,6 +243,7 @@ def _record(
             select(MonitoringSettings).where(MonitoringSettings.toolbox_id.in_(ids))
         )
     }
+    silenced = maintenance.active_by_toolbox(session, ids)
     events: list[AlertEvent] = []
     for observation in observations:
         toolbox = toolboxes.get(observation.toolbox_id)
@@ -260,5 +261,6 @@ def _record(
             own_states,
             open_alerts[toolbox.id],
             observation.observed_at,
+            silenced=toolbox.id in silenced,
         )
     return events

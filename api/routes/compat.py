@@ -3,9 +3,12 @@
     POST /functions/v1/toolbox-tools        {toolboxId, action: list|start|stop|restart|logs|delete, instanceId}
     POST /functions/v1/toolbox-dtma-console {toolboxId, action: status|system|restart|redeploy}
 
-They answer `{success, message | error, data?, timestamp}`: 200 when the action worked,
-500 when it failed (with the real reason), 400 for an unknown action or a missing field,
-409 when the toolbox is busy; authentication and ownership as everywhere else.
+They answer `{success, message | error, code?, data?, stale?, timestamp}`: 200 when the
+action worked or a read got a live answer; 500 (the existing frontend's failure status) when
+an action failed (with the real reason and its `code`) or when a read got no live answer
+(then `stale: true` and the last stored answer, if any, under `data`); 400 for an unknown
+action or a missing field, 404 for a toolbox that is not there (or not yours), 409 when the
+toolbox is busy; authentication as everywhere else.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -15,19 +18,18 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.deps import ContextDep, SessionDep, UserDep, visible_toolbox
-from api.errors import ApiError
+from api.errors import ApiError, ErrorBody, UpstreamError
 from api.models import Toolbox, ToolInstance, User, utcnow
-from api.routes.execution import start
 from api.schemas.actions import TOOL_NAME
 from api.secret_box import unseal
-from api.services import actions, observe
+from api.services import actions, execution, observe
 from api.services.agent import AgentError
 
 router = APIRouter(prefix="/functions/v1", tags=["compatibility"])
@@ -52,22 +54,63 @@ class DtmaConsoleRequest(BaseModel):
     action: str | None = Field(default=None, max_length=64, description="|".join(DTMA_ACTIONS))
 
 
+class CompatAnswer(BaseModel):
+    """The existing frontend's answer: `message` on success, `error` (and `code`) on failure."""
+
+    success: bool
+    message: str | None = Field(default=None, description="What was done (on success)")
+    error: str | None = Field(default=None, description="What went wrong (on failure)")
+    code: str | None = Field(
+        default=None, description="A stable code for the failure (a run's error_code)"
+    )
+    stale: bool | None = Field(
+        default=None,
+        description="Reads: true when no live source answered; `data` is then the last "
+        "stored answer (or absent when nothing is stored)",
+    )
+    data: Any = Field(
+        default=None, description="Reads: the Observation; actions: the ConsoleResult"
+    )
+    timestamp: str
+
+
+class CompatRefusal(RootModel[CompatAnswer | ErrorBody]):
+    """A refusal in the frontend's shape, or a body that could not even be parsed."""
+
+
 _COMPAT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "`{success: true, message, data?, timestamp}`"},
-    400: {"description": "Unknown action or missing field: `{success: false, error, timestamp}`"},
-    404: {"description": "No such toolbox (or not yours)"},
-    409: {"description": "The toolbox is busy with another run"},
-    500: {"description": "The action failed: `{success: false, error, data, timestamp}`"},
+    200: {"description": "`{success: true, message, data, timestamp}`", "model": CompatAnswer},
+    400: {
+        "description": "Unknown action or missing field (`{success: false, error, code}`), or "
+        "a body that could not be parsed (`{error: {code, message}}`)",
+        "model": CompatRefusal,
+    },
+    404: {"description": "No such toolbox (or not yours)", "model": CompatAnswer},
+    409: {"description": "The toolbox is busy with another run", "model": CompatAnswer},
+    422: {"description": "The body is not the expected JSON object", "model": ErrorBody},
+    500: {
+        "description": "The action failed (`{success: false, error, code, data: ConsoleResult}`)"
+        ", or a read got no live answer (`{success: false, error, stale: true, data}`)",
+        "model": CompatAnswer,
+    },
 }
 
 
 def _answer(
-    status: int, *, success: bool, text: str, data: Any = None, code: str | None = None
+    status: int,
+    *,
+    success: bool,
+    text: str,
+    data: Any = None,
+    code: str | None = None,
+    stale: bool | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {"success": success}
     body["message" if success else "error"] = text
     if code is not None:
         body["code"] = code
+    if stale is not None:
+        body["stale"] = stale
     if data is not None:
         body["data"] = data
     body["timestamp"] = utcnow().isoformat()
@@ -107,27 +150,40 @@ class _BadRequest(ApiError):
 async def _run(
     context: Context, toolbox: Toolbox, user: User, action: actions.Action
 ) -> JSONResponse:
-    run_id = await start(context, toolbox, user, action)
-    result = await context.runs.wait(run_id)
+    result = await execution.run(context, toolbox, user, action)
     data = result.model_dump(mode="json")
     if result.success:
         return _answer(200, success=True, text=result.message, data=data)
     return _answer(
-        500,
-        success=False,
-        text=result.error or result.message,
-        data=data,
-        code=f"run_{result.status}",
+        500, success=False, text=result.error or result.message, data=data, code=result.error_code
     )
 
 
 async def _read(context: Context, toolbox: Toolbox, kind: observe.Kind) -> JSONResponse:
+    """A live answer is a success; the last stored answer never is (500, `stale: true`)."""
     reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
-    observation = await observe.read(context, reach, kind)
-    text = f"{kind} of {toolbox.name} from {observation.source}"
-    if observation.stale:
-        text += f" (stale, observed {observation.observed_at.isoformat()})"
-    return _answer(200, success=True, text=text, data=observation.model_dump(mode="json"))
+    try:
+        observation = await observe.read(context, reach, kind)
+    except UpstreamError as error:  # nothing answered and nothing is stored
+        return _answer(500, success=False, text=error.message, code=error.code, stale=True)
+    if not observation.stale:
+        text = f"{kind} of {toolbox.name} from the {observation.source}"
+        return _answer(200, success=True, text=text, data=observation.model_dump(mode="json"))
+    dumped = observation.model_dump(mode="json")
+    reasons = "; ".join(f"{source}: {reason}" for source, reason in observation.errors.items())
+    since = dumped["observed_at"]
+    text = (
+        f"toolbox '{toolbox.name}' did not answer ({reasons}); no live answer since {since}: "
+        f"data is its {kind} as the {observation.cached_from} reported it then"
+    )
+    return _answer(
+        500,
+        success=False,
+        text=text,
+        code="toolbox_unreachable",
+        stale=True,
+        data=dumped,
+    )
 
 
 async def _logs(context: Context, toolbox: Toolbox, name: str) -> JSONResponse:

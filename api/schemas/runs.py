@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class RunOut(BaseModel):
@@ -35,6 +35,12 @@ class RunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     result: dict[str, Any] | None = Field(description="The ConsoleResult once the run ended")
+
+    @computed_field(description="Why the run failed, as a stable code (its result's)")  # type: ignore[prop-decorator]
+    @property
+    def error_code(self) -> str | None:
+        code = (self.result or {}).get("error_code")
+        return str(code) if code is not None else None
 
 
 class RunAccepted(BaseModel):

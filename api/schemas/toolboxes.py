@@ -36,7 +36,8 @@ class ToolboxOut(BaseModel):
     region: str | None
     droplet_status: str | None
     status: str = Field(
-        description="Agent state at the last look: up | down | unreachable | unknown"
+        description="Agent state at the last look: up | down (SSH answered, the agent did not) "
+        "| refused (the agent refuses the console's token) | unreachable | unknown"
     )
     agent_version: str | None
     last_seen_at: datetime | None

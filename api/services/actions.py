@@ -21,12 +21,24 @@ class Action:
     parameters: dict[str, Any]
     tool_name: str | None = None
 
+    @property
+    def verify_agent(self) -> bool:
+        return changes_agent(self.name)
+
 
 DTMA_PLAYBOOKS = {
     "install": "dtma_install.yml",
     "restart": "dtma_restart.yml",
     "redeploy": "dtma_redeploy.yml",
 }
+
+
+def changes_agent(action_name: str) -> bool:
+    """The run changes the agent: its result is confirmed by the console's own agent read
+    (in whichever process executes it)."""
+    return action_name in {f"dtma.{kind}" for kind in DTMA_PLAYBOOKS}
+
+
 TOOL_PLAYBOOKS = {
     "start": "tool_start.yml",
     "stop": "tool_stop.yml",
@@ -39,7 +51,8 @@ def dtma_action(
     kind: str, settings: Settings, agent_token: str, version: str | None = None
 ) -> Action:
     """install / restart / redeploy the agent. Install and redeploy write the agent's
-    config, so they carry the toolbox's token (a secret: `no_log` in the role)."""
+    config, so they carry the toolbox's token (a secret: `no_log` in the role); the role
+    uses it only when the droplet has no token yet."""
     extravars: dict[str, Any] = {"dtma_agent_port": settings.agent_port}
     parameters: dict[str, Any] = {}
     if kind in ("install", "redeploy"):

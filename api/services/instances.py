@@ -31,6 +31,8 @@ def record_containers(
         name = container.get("instance") or container.get("name")
         if not container.get("managed") or not name:
             continue
+        if container.get("name") and container["name"] != name:
+            continue  # a previous container an upgrade keeps (<name>.previous), not an instance
         seen.add(name)
         instance = known.get(name)
         if instance is None:

@@ -5,7 +5,7 @@ toolbox row is updated with what was learnt (status, version, last seen, last er
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
@@ -16,11 +16,13 @@ from api.errors import UpstreamError
 from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.secret_box import unseal
-from api.services import instances, probe
+from api.services import instances, probe, toolboxes
 from api.services.agent import AgentError
 from api.services.credentials import SshCredentials
 
 Kind = Literal["status", "system", "tools"]
+# The agent answered, but not to the console's token: a state of its own, not "down".
+REFUSED_STATUSES = (401, 403)
 _AGENT_READS: dict[Kind, tuple[str, dict[str, Any] | None]] = {
     "status": ("/status", None),
     "system": ("/system", None),
@@ -66,15 +68,24 @@ class Reach:
         )
 
 
+@dataclass
+class _Attempts:
+    """Why the live sources did not answer, by source; whether the agent refused the token."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    agent_refused: bool = False
+
+
 async def _fresh(
-    context: Context, reach: Reach, kind: Kind, errors: dict[str, str]
+    context: Context, reach: Reach, kind: Kind, attempts: _Attempts
 ) -> Observation | None:
+    errors = attempts.errors
     if reach.address is None:
         errors["agent"] = errors["ssh"] = "the droplet has no public IPv4 address"
         return None
     path, params = _AGENT_READS[kind]
     try:
-        data = await context.agent.get_json(reach.address, reach.agent_token, path, params)
+        data = await _agent_read(context, reach, path, params)
         return Observation(
             toolbox_id=reach.toolbox_id,
             kind=kind,
@@ -85,6 +96,7 @@ async def _fresh(
         )
     except AgentError as error:
         errors["agent"] = error.reason
+        attempts.agent_refused = error.status in REFUSED_STATUSES
     timeout = context.settings.ssh_probe_timeout
     try:
         with anyio.fail_after(timeout + 5):
@@ -105,6 +117,23 @@ async def _fresh(
     except TimeoutError:
         errors["ssh"] = f"SSH probe of {reach.address} timed out after {timeout:g}s"
     return None
+
+
+async def _agent_read(
+    context: Context, reach: Reach, path: str, params: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The agent's answer; a refused token is learnt again from the droplet (an operator
+    may have reinstalled it) and the read made once more with it."""
+    assert reach.address is not None
+    try:
+        return await context.agent.get_json(reach.address, reach.agent_token, path, params)
+    except AgentError as error:
+        if error.status not in (401, 403):
+            raise
+        learnt = await toolboxes.relearn_agent_token(context, reach.toolbox_id)
+        if learnt is None:
+            raise
+    return await context.agent.get_json(reach.address, learnt, path, params)
 
 
 def _cached(reach: Reach, kind: Kind, errors: dict[str, str]) -> Observation | None:
@@ -129,6 +158,7 @@ def remember(
     observation: Observation | None,
     kind: Kind,
     errors: dict[str, str],
+    agent_refused: bool = False,
 ) -> None:
     """Write what the read learnt about the toolbox into its row (and its tool instances)."""
     with context.sessions.begin() as session:
@@ -156,6 +186,8 @@ def remember(
                 )
         if observation is not None and observation.source == "agent":
             toolbox.status = "up"
+        elif agent_refused:
+            toolbox.status = "refused"
         elif fresh:
             toolbox.status = "down"
         else:
@@ -164,11 +196,14 @@ def remember(
 
 
 async def read(context: Context, reach: Reach, kind: Kind) -> Observation:
-    errors: dict[str, str] = {}
-    observation = await _fresh(context, reach, kind, errors)
+    attempts = _Attempts()
+    errors = attempts.errors
+    observation = await _fresh(context, reach, kind, attempts)
     if observation is None:
         observation = _cached(reach, kind, errors)
-    await run_in_threadpool(remember, context, reach.toolbox_id, observation, kind, errors)
+    await run_in_threadpool(
+        remember, context, reach.toolbox_id, observation, kind, errors, attempts.agent_refused
+    )
     if observation is None:
         reasons = "; ".join(f"{source}: {reason}" for source, reason in errors.items())
         raise UpstreamError(

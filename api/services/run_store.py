@@ -281,7 +281,7 @@ def close_run(sessions: Sessions, run_id: str, result: runner.ConsoleResult) -> 
             .values(active_run_id=None)
         )
         tool_name = (run.request or {}).get("tool_name")
-        if ended and result.success and tool_name and run.toolbox_id:
+        if ended and (result.success or _left_stopped(result)) and tool_name and run.toolbox_id:
             _apply_tool_outcome(session, run.toolbox_id, run.action, tool_name, result)
         return ended
 
@@ -363,6 +363,13 @@ def result_of(sessions: Sessions, run_id: str) -> runner.ConsoleResult | None:
         )
 
 
+def _left_stopped(result: runner.ConsoleResult) -> bool:
+    """A deploy that did not verify and whose new container the role stopped on purpose (so
+    that Docker stops restarting it): monitoring must not restart it either."""
+    published = result.data.get("tool_result")
+    return isinstance(published, dict) and published.get("left_stopped") is True
+
+
 def _apply_tool_outcome(
     session: Session,
     toolbox_id: str,
@@ -387,7 +394,7 @@ def _apply_tool_outcome(
         instance.state, instance.removed_at = "removed", result.finished_at
         return
     instance.removed_at = None
-    instance.stopped_on_purpose = kind == "stop"
+    instance.stopped_on_purpose = kind == "stop" or _left_stopped(result)
     instance.state = str(after) if after else ("exited" if kind == "stop" else "running")
     if isinstance(published, dict):
         instance.image = published.get("image") or instance.image

@@ -24,8 +24,8 @@ from api.context import Context
 from api.errors import Conflict, InvalidInput, NotFound
 from api.metrics import RUN_DURATION, RUNS, RUNS_QUEUED
 from api.models import User, new_id, utcnow
-from api.services import leases, run_store
-from api.services.actions import Action
+from api.services import leases, run_store, toolboxes
+from api.services.actions import Action, changes_agent
 from api.services.credentials import SshCredentials
 from api.services.run_store import IN_FLIGHT, run_url
 
@@ -89,9 +89,6 @@ def run_request(
 ) -> runner.RunRequest:
     """The runner's request for a run, the same in every executor."""
     settings = context.settings
-    env = {"DTMA_DO_TAG": settings.do_tag}
-    if settings.do_api_token is not None:
-        env["DO_API_TOKEN"] = settings.do_api_token.get_secret_value()
     return runner.RunRequest(
         playbook=playbook,
         hosts=[host],
@@ -103,8 +100,23 @@ def run_request(
         action=action,
         toolbox_id=toolbox_id,
         run_id=run_id,
-        env=env,
+        env=toolboxes.run_env(context),
     )
+
+
+async def confirm_result(
+    context: Context, action: str, toolbox_id: str, result: runner.ConsoleResult
+) -> runner.ConsoleResult:
+    """After the playbook, in the process that ran it: a run that changed the agent is
+    confirmed by the console's own read of it (see toolboxes.confirm_agent)."""
+    if not changes_agent(action):
+        return result
+    try:
+        return await toolboxes.confirm_agent(context, toolbox_id, result)
+    except Exception as error:  # the run must still end and free its toolbox
+        log.exception("agent_confirm_failed", extra={"run_id": result.run_id})
+        reason = f"the console could not read the agent after the run: {error}"
+        return result.model_copy(update={"status": "error", "success": False, "error": reason})
 
 
 class Reaper:
@@ -253,6 +265,9 @@ class LocalRunManager:
                     result = await self._run(live, claimed=slotted)
                 finally:
                     self._slots.release()
+                result = await confirm_result(
+                    self._context, live.action.name, live.toolbox_id, result
+                )
             await run_in_threadpool(
                 run_store.close_run, self._context.sessions, live.run_id, result
             )

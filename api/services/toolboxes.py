@@ -1,17 +1,40 @@
-"""Toolboxes in the database: imported from the DigitalOcean API, listed per owner."""
+"""Toolboxes in the database: imported from the DigitalOcean API, listed per owner; the
+agent token each one shares with its droplet.
+
+The droplet is the source of truth for its agent's token (/etc/dtma/dtma.env): operators'
+playbooks keep it, and the console learns it over its pinned SSH channel
+(playbooks/dtma_token_read.yml) whenever the agent refuses the token it holds.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+import runner
+from api.context import Context
 from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
-from api.secret_box import seal
+from api.secret_box import seal, unseal
+from api.services import audit
+from api.services.agent import AgentError
 from api.services.digitalocean import DropletInfo
+
+log = logging.getLogger("api.toolboxes")
+
+TOKEN_PLAYBOOK = "dtma_token_read.yml"
+TOKEN_OUTPUT = "dtma_agent_token"
+# A refused token is looked up on the droplet at most this often per toolbox.
+RELEARN_INTERVAL_SECONDS = 15.0
+TOKEN_READ_TIMEOUT = 120
 
 # A droplet tagged `dtma-owner:<user name>` belongs to that user when it is imported.
 OWNER_TAG_PREFIX = "dtma-owner:"
@@ -30,6 +53,8 @@ class ImportReport:
 
 
 def new_agent_token() -> str:
+    """The token a new toolbox starts with: what the console's own first install configures
+    when the droplet has none yet (an installed agent keeps its own, learnt on first 401)."""
     return secrets.token_urlsafe(32)
 
 
@@ -93,3 +118,163 @@ def assign_owner(session: Session, toolbox: Toolbox, owner_name: str | None) -> 
     if owner is None:
         raise InvalidInput("owner", f"no user named '{owner_name}'")
     toolbox.owner_id = owner.id
+
+
+# -- the agent token, learnt from the droplet ----------------------------------------------
+def run_env(context: Context) -> dict[str, str]:
+    """The environment a run's inventory needs (DigitalOcean tag and token)."""
+    settings = context.settings
+    env = {"DTMA_DO_TAG": settings.do_tag}
+    if settings.do_api_token is not None:
+        env["DO_API_TOKEN"] = settings.do_api_token.get_secret_value()
+    return env
+
+
+def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
+    """Read the droplet's agent token (blocking: one short playbook run) and seal it as the
+    toolbox's token. None when it could not be read (not installed, unreachable); why is
+    logged and audited, never the token."""
+    with context.sessions() as session:
+        toolbox = session.get(Toolbox, toolbox_id)
+        if toolbox is None or toolbox.removed_at is not None or not toolbox.address:
+            return None
+        name, credentials = toolbox.name, context.credentials.for_toolbox(toolbox)
+    result = runner.run_playbook(
+        runner.RunRequest(
+            playbook=TOKEN_PLAYBOOK,
+            hosts=[name],
+            inventory=context.settings.inventory,
+            ssh_private_key=credentials.private_key,
+            known_hosts=credentials.known_hosts,
+            timeout=min(context.settings.run_timeout, TOKEN_READ_TIMEOUT),
+            action="dtma.token_read",
+            toolbox_id=toolbox_id,
+            env=run_env(context),
+            secret_outputs=[TOKEN_OUTPUT],
+        )
+    )
+    published: Any = result.secret_output(TOKEN_OUTPUT)
+    token = published.get(name) if isinstance(published, dict) else None
+    learnt = result.success and isinstance(token, str) and len(token) >= 16
+    with context.sessions.begin() as session:
+        toolbox = session.get(Toolbox, toolbox_id)
+        if toolbox is None:
+            return None
+        changed = learnt and unseal(toolbox.agent_token_ciphertext) != token
+        if changed:
+            toolbox.agent_token_ciphertext = seal(str(token))
+        if learnt:
+            detail = "learnt the agent token from the droplet" if changed else "token unchanged"
+        else:
+            detail = f"could not read the agent token from the droplet: {result.error}"
+        audit.record(
+            session,
+            user=None,
+            action="dtma.token_read",
+            outcome="successful" if learnt else "failed",
+            toolbox_id=toolbox_id,
+            detail=detail,
+        )
+    log.info("agent_token_read", extra={"toolbox": name, "learnt": learnt})
+    return str(token) if learnt else None
+
+
+@dataclass
+class _Learning:
+    attempted: dict[str, float] = field(default_factory=dict)
+    pending: dict[str, asyncio.Future[str | None]] = field(default_factory=dict)
+
+
+_LEARNING = _Learning()
+
+
+async def relearn_agent_token(
+    context: Context, toolbox_id: str, *, force: bool = False
+) -> str | None:
+    """After the agent refused the console's token (401/403): learn the droplet's token.
+    One read per toolbox at a time (concurrent callers share it), and at most one per
+    RELEARN_INTERVAL_SECONDS unless `force` (a run that just changed the agent)."""
+    future = _LEARNING.pending.get(toolbox_id)
+    if future is None:
+        now = time.monotonic()
+        last = _LEARNING.attempted.get(toolbox_id)
+        if not force and last is not None and now - last < RELEARN_INTERVAL_SECONDS:
+            return None
+        _LEARNING.attempted[toolbox_id] = now
+        future = asyncio.ensure_future(run_in_threadpool(learn_agent_token, context, toolbox_id))
+        _LEARNING.pending[toolbox_id] = future
+        future.add_done_callback(lambda _: _LEARNING.pending.pop(toolbox_id, None))
+    try:
+        return await asyncio.shield(future)
+    except Exception:  # a read must still answer (with the 401) whatever went wrong here
+        log.exception("agent_token_read_failed", extra={"toolbox_id": toolbox_id})
+        return None
+
+
+# -- the console's own check of an agent after a run that changed it ------------------------
+def _agent_reach(context: Context, toolbox_id: str) -> tuple[str, str | None, str]:
+    with context.sessions() as session:
+        toolbox = session.get(Toolbox, toolbox_id)
+        if toolbox is None:
+            return "", None, ""
+        return toolbox.name, toolbox.address, unseal(toolbox.agent_token_ciphertext)
+
+
+async def read_agent(
+    context: Context, toolbox_id: str, address: str, token: str, path: str
+) -> dict[str, Any]:
+    """One authenticated agent read; when the agent refuses the token, the droplet's token
+    is learnt (forced: the caller knows the agent just changed) and the read made again."""
+    try:
+        return await context.agent.get_json(address, token, path)
+    except AgentError as error:
+        if error.status not in (401, 403):
+            raise
+        learnt = await relearn_agent_token(context, toolbox_id, force=True)
+        if learnt is None:
+            raise AgentError(
+                f"{error.reason}; the droplet's token could not be read over SSH",
+                status=error.status,
+                code=error.code,
+            ) from error
+    return await context.agent.get_json(address, learnt, path)
+
+
+async def confirm_agent(
+    context: Context, toolbox_id: str, result: runner.ConsoleResult
+) -> runner.ConsoleResult:
+    """A dtma run verified the agent on the droplet itself; the console then reads it from
+    its own side, at the address and port (and with the token) its reads use. The run
+    succeeds only if that read answers with the version the role published."""
+    if not result.success:
+        return result
+    name, address, token = await run_in_threadpool(_agent_reach, context, toolbox_id)
+    url = context.agent.url(address or "<no address>", "/status")
+    published = (result.data.get("per_host") or {}).get(name, {}).get("dtma_result") or {}
+    expected = published.get("version_after")
+    reason: str | None = None
+    answer: dict[str, Any] = {}
+    if address is None:
+        reason = "the droplet has no public IPv4 address"
+    else:
+        try:
+            answer = await read_agent(context, toolbox_id, address, token, "/status")
+        except AgentError as refused:
+            reason = refused.reason
+    if reason is None and expected is not None and answer.get("version") != expected:
+        reason = f"it answered version {answer.get('version')}, not {expected}"
+    check = {"url": url, "ok": reason is None, "version": answer.get("version"), "error": reason}
+    data = {**result.data, "console_check": check}
+    if reason is None:
+        return result.model_copy(update={"data": data})
+    error = f"the DTMA agent on {name} did not verify from the console ({url}): {reason}"
+    return result.model_copy(
+        update={
+            "status": "failed",
+            "success": False,
+            "error": error,
+            "error_code": "verify_failed",
+            "message": f"{result.action} failed on {name}: {error}",
+            "data": data,
+        }
+    )

@@ -18,12 +18,12 @@ from api.context import Context
 from api.deps import ContextDep, SessionDep, visible_toolbox
 from api.errors import ApiError, Conflict, InvalidInput
 from api.models import Toolbox, User
-from api.routes.execution import start
 from api.schemas.actions import TOOL_NAME
 from api.schemas.runs import RunOut
 from api.secret_box import unseal
 from api.services import actions, run_follow, run_history
 from api.services.actions import Action
+from api.services.execution import start
 from api.web.auth import BrowserDep, PostingBrowserDep
 from api.web.deploy_form import DeployForm
 from api.web.templating import render

@@ -14,11 +14,13 @@ from api.context import Context
 from api.deps import ContextDep, SessionDep, visible_toolbox
 from api.errors import NotFound, UpstreamError
 from api.models import Toolbox, User
+from api.monitoring import maintenance
 from api.schemas.observations import Observation
 from api.services import observe, run_history
 from api.web import panels
 from api.web.auth import Browser, BrowserDep
 from api.web.deploy_form import DeployForm
+from api.web.maintenance import DURATIONS
 from api.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -53,6 +55,8 @@ async def tab_context(
     await run_in_threadpool(db.refresh, toolbox)
     if tab == "overview":
         values["health"] = await run_in_threadpool(panels.health, db, toolbox)
+        values["maintenance"] = await run_in_threadpool(maintenance.active, db, toolbox.id)
+        values["durations"] = DURATIONS
     elif tab == "system":
         values["thresholds"] = await run_in_threadpool(
             panels.thresholds, db, context.settings, toolbox

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import Toolbox, ToolInstance, User
+from api.monitoring import maintenance
 from api.monitoring.models import Alert
 from api.services import toolboxes
 
@@ -30,6 +31,8 @@ class ToolboxRow:
     tools_total: int
     open_alerts: int
     busy: bool
+    maintenance_until: datetime | None = None
+    maintenance_reason: str | None = None
 
 
 def _tool_counts(db: Session, ids: list[str]) -> dict[str, Counter[str]]:
@@ -58,6 +61,7 @@ def toolbox_rows(db: Session, user: User) -> list[ToolboxRow]:
     ids = [t.id for t in found]
     tools = _tool_counts(db, ids)
     alerts = open_alert_counts(db, ids)
+    windows = maintenance.active_by_toolbox(db, ids)
     return [
         ToolboxRow(
             id=t.id,
@@ -72,6 +76,8 @@ def toolbox_rows(db: Session, user: User) -> list[ToolboxRow]:
             tools_total=sum(tools[t.id].values()),
             open_alerts=alerts.get(t.id, 0),
             busy=t.active_run_id is not None,
+            maintenance_until=windows[t.id].until if t.id in windows else None,
+            maintenance_reason=windows[t.id].reason if t.id in windows else None,
         )
         for t in found
     ]

@@ -138,9 +138,15 @@ def test_tool_lifecycle_through_api_v1_matches_the_droplet(
         assert after is not None and after["State"]["StartedAt"] > started["State"]["StartedAt"]
 
         missing = http.post(f"{base}/no-such-tool/restart")
-        assert missing.status_code == 502
-        assert missing.json()["success"] is False
-        assert "not found" in missing.json()["error"]
+        assert missing.status_code == 404, missing.text  # the caller named nothing there
+        result = missing.json()  # the run's ConsoleResult, not a bare error
+        assert (result["success"], result["status"]) == (False, "failed")
+        assert result["error_code"] == "tool_not_found"
+        assert "not found" in result["error"] and result["run_id"]
+        assert missing.headers["location"] == f"/api/v1/runs/{result['run_id']}"
+        stored = http.get(f"/api/v1/runs/{result['run_id']}").json()
+        assert stored["error_code"] == "tool_not_found"
+        assert inspect_tool(container, "no-such-tool") is None
 
         assert http.delete(f"{base}/echo").status_code == 200
         assert inspect_tool(container, "echo") is None
@@ -187,6 +193,7 @@ def test_compat_tool_actions_each_do_what_they_say(
         failed = act("stop")  # it is gone now: a real failure, with the role's reason
         assert failed.status_code == 500
         assert failed.json()["success"] is False and "not found" in failed.json()["error"]
+        assert failed.json()["code"] == "tool_not_found"
         assert act("explode").status_code == 400
 
 

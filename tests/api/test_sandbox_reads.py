@@ -72,8 +72,10 @@ def test_droplet_stopped_answers_from_the_cache_marked_stale(
             compat = http.post(
                 "/functions/v1/toolbox-dtma-console",
                 json={"toolboxId": toolbox, "action": "status"},
-            ).json()
-            assert compat["success"] is True and "stale" in compat["message"]
+            )
+            assert compat.status_code == 500  # the frontend's failure status: not live
+            assert (compat.json()["success"], compat.json()["stale"]) == (False, True)
+            assert compat.json()["data"]["data"] == fresh["data"]
         finally:
             subprocess.run(["docker", "start", droplet.container], check=True, capture_output=True)
         wait_until(
@@ -83,6 +85,46 @@ def test_droplet_stopped_answers_from_the_cache_marked_stale(
             120,
             "the agent to answer again after the droplet restarted",
         )
+
+
+def test_compat_reads_of_a_paused_droplet_fail_with_the_stale_data(
+    console: Console, sandbox: SandboxInfo, toolboxes: dict[str, dict[str, Any]]
+) -> None:
+    """A frozen droplet (its agent and sshd hang rather than refuse) never reads as a
+    success: 500, `success: false`, what did not answer and since when, the cached data."""
+    droplet = sandbox.droplet("toolbox-3")
+    toolbox = tb(toolboxes, "toolbox-3")
+
+    def compat(action: str) -> Any:
+        return http.post(
+            "/functions/v1/toolbox-dtma-console", json={"toolboxId": toolbox, "action": action}
+        )
+
+    with console.http() as http:
+        live = compat("status")
+        assert live.status_code == 200 and live.json()["success"] is True
+        observed_at = live.json()["data"]["observed_at"]
+        subprocess.run(["docker", "pause", droplet.container], check=True, capture_output=True)
+        try:
+            frozen = compat("status")
+            assert frozen.status_code == 500, frozen.text
+            body = frozen.json()
+            assert (body["success"], body["stale"], body["code"]) == (
+                False,
+                True,
+                "toolbox_unreachable",
+            )
+            assert "message" not in body and "timestamp" in body
+            assert body["data"]["stale"] is True and body["data"]["source"] == "cache"
+            assert body["data"]["observed_at"] == observed_at
+            assert body["data"]["data"] == live.json()["data"]["data"]
+            assert "agent: " in body["error"] and "ssh: " in body["error"]
+            assert f"no live answer since {observed_at}" in body["error"]
+        finally:
+            subprocess.run(
+                ["docker", "unpause", droplet.container], check=True, capture_output=True
+            )
+        assert compat("status").json()["success"] is True
 
 
 def test_refused_inputs_change_nothing_on_the_droplet(

@@ -1,9 +1,8 @@
-"""A property-based run over the OpenAPI schema (schemathesis): no input makes a 5xx."""
+"""A property-based run over the whole OpenAPI schema (schemathesis) on an empty fleet: no
+input makes a 5xx, every status answered is documented, every body matches its schema."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,9 +12,8 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.settings import Settings
+from tests.api import schemathesis_run
 from tests.api.conftest import SeededEmulator
-
-SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
 @pytest.fixture(params=["sqlite"])
@@ -32,41 +30,18 @@ def app(settings: Settings, do_emulator: SeededEmulator) -> FastAPI:
     return create_app(configured)
 
 
-def test_no_generated_request_gets_a_server_error(
+def test_every_operation_answers_only_documented_statuses_and_shapes(
     client: httpx.Client, admin: dict[str, str], tmp_path: Path
 ) -> None:
     """As an admin, on an empty fleet: every operation, including the admin-only ones, is
-    fed valid and invalid input; none may answer 5xx. (Actions on real toolboxes, whose
-    failures legitimately answer 502, are exercised on the sandbox.)"""
-    run = subprocess.run(
-        [
-            str(SCHEMATHESIS),
-            "run",
-            f"{client.base_url}/openapi.json",
-            "--header",
-            f"Authorization: {admin['auth']}",
-            "--checks",
-            "not_a_server_error",
-            "--phases",
-            "examples,coverage,fuzzing",
-            "--max-examples",
-            "25",
-            "--workers",
-            "2",
-            "--seed",
-            "7",
-            "--request-timeout",
-            "20",
-            "--no-color",
-            "--generation-database",
-            "none",
-            "--report",
-            "junit",
-            "--report-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    fed valid and invalid input. (Actions on a real toolbox: tests/fuzz.) One worker: with
+    two, hypothesis trips CPython 3.11's "AST constructor recursion depth mismatch"."""
+    outcome = schemathesis_run.run(
+        str(client.base_url),
+        admin["token"],
+        tmp_path,
+        "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "1",
+        "--seed", "7", "--request-timeout", "20",
+    )  # fmt: skip
+    assert outcome.operations > 20, outcome.tail
+    assert outcome.returncode == 0 and not outcome.failures, outcome.report()

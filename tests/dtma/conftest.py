@@ -66,15 +66,9 @@ RunPlaybook = Callable[..., PlaybookRun]
 
 
 @pytest.fixture(scope="session")
-def token_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dtma-tokens")
-
-
-@pytest.fixture(scope="session")
 def run_playbook(
     sandbox: SandboxInfo,
     ansible_env: dict[str, str],
-    token_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> RunPlaybook:
     """Run playbooks/<name> as an operator would, reading the outcome from the json callback."""
@@ -93,7 +87,6 @@ def run_playbook(
         verbose: bool = False,
         **extravars: Any,
     ) -> PlaybookRun:
-        extravars.setdefault("dtma_token_dir", str(token_dir))
         vars_file = vars_dir / f"{len(list(vars_dir.iterdir()))}.json"
         vars_file.write_text(json.dumps(extravars))
         command = [
@@ -206,5 +199,6 @@ def installed(fresh_fleet: SandboxInfo, run_playbook: RunPlaybook) -> PlaybookRu
     return run_playbook("dtma_install.yml")
 
 
-def token_of(token_dir: Path, droplet: Droplet) -> str:
-    return (token_dir / droplet.name).read_text().strip()
+def token_of(droplet: Droplet) -> str:
+    """The agent token configured on the droplet (where the role keeps it)."""
+    return docker_exec(droplet, "sed -n 's/^DTMA_AGENT_TOKEN=//p' /etc/dtma/dtma.env")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,8 +23,8 @@ def droplet(installed: PlaybookRun, fresh_fleet: SandboxInfo) -> Droplet:
 
 
 @pytest.fixture(scope="module")
-def client(droplet: Droplet, token_dir: Path) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {token_of(token_dir, droplet)}"}
+def client(droplet: Droplet) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {token_of(droplet)}"}
     base = f"http://{droplet.address}:{AGENT_PORT}"
     with httpx.Client(base_url=base, headers=headers, timeout=10) as http:
         yield http

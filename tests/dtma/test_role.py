@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 from dtma_agent import __version__ as BASE_VERSION
 
-from sandbox.fleet import SandboxInfo
+from sandbox.fleet import Droplet, SandboxInfo
 
 from .conftest import (
     AGENT_PORT,
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.sandbox
 
 
 def test_install_on_every_droplet_in_one_run(
-    installed: PlaybookRun, fresh_fleet: SandboxInfo, token_dir: Path
+    installed: PlaybookRun, fresh_fleet: SandboxInfo
 ) -> None:
     assert installed.rc == 0, installed.failures()
     assert set(installed.results) == {d.name for d in fresh_fleet.droplets}
@@ -43,9 +44,9 @@ def test_install_on_every_droplet_in_one_run(
         assert docker_exec(droplet, "systemctl is-active dtma.service") == "active"
         assert docker_exec(droplet, "stat -c '%a %U' /etc/dtma/dtma.env") == "600 root"
         assert current_release(droplet) == BASE_VERSION
-        token_file = token_dir / droplet.name
-        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
-        assert token_of(token_dir, droplet) not in installed.output
+        token = token_of(droplet)  # made on the droplet: nothing on the controller
+        assert len(token) >= 40 and token not in installed.output
+    assert len({token_of(droplet) for droplet in fresh_fleet.droplets}) == 3
 
 
 def test_a_second_install_changes_nothing(
@@ -95,7 +96,7 @@ def test_redeploy_to_a_newer_release_from_git_and_back_keeping_the_newest(
     newer_release: Release,
 ) -> None:
     droplet = fresh_fleet.droplets[1]
-    pid = main_pid(droplet)
+    pid, token = main_pid(droplet), token_of(droplet)
     up = run_playbook(  # the newer release comes from git, the alternative source
         "dtma_redeploy.yml",
         limit=droplet.name,
@@ -115,6 +116,7 @@ def test_redeploy_to_a_newer_release_from_git_and_back_keeping_the_newest(
         newer_release.version,
     )
     assert result["rolled_back"] is False and result["pid_before"] == pid
+    assert token_of(droplet) == token  # a redeploy keeps the droplet's token
 
     back = run_playbook(
         "dtma_redeploy.yml", limit=droplet.name, dtma_version=BASE_VERSION, dtma_releases_keep=2
@@ -194,7 +196,11 @@ def test_a_stopped_agent_is_reported_down_and_restart_brings_it_back(
     droplet = fresh_fleet.droplets[0]
     docker_exec(droplet, "systemctl stop dtma.service")
     status = run_playbook("dtma_status.yml", limit=droplet.name)
-    assert status.rc == 0, status.failures()
+    assert status.rc == 2  # an operator's script can trust the exit code
+    assert status.failures() == [
+        f"{droplet.name}: the DTMA agent on {droplet.name} is not healthy: "
+        "the DTMA service is inactive"
+    ]
     down = status.results[droplet.name]
     assert down["healthy"] is False
     assert down["active_state"] == "inactive"
@@ -220,11 +226,55 @@ def test_restart_without_an_agent_fails_and_says_so(
         assert run.results[droplet.name]["healthy"] is False
         assert "not installed" in run.results[droplet.name]["reason"]
         status = run_playbook("dtma_status.yml", limit=droplet.name)
+        assert status.rc != 0
         assert status.results[droplet.name]["installed"] is False
         assert status.results[droplet.name]["reason"] == "the DTMA agent is not installed"
     finally:
         reinstall = run_playbook("dtma_install.yml", limit=droplet.name)
     assert reinstall.rc == 0, reinstall.failures()
+
+
+SHORT_LIVED = Path(__file__).parent / "data" / "short_lived_sitecustomize.py"
+DROP_IN = "/etc/systemd/system/dtma.service.d"
+
+
+def make_short_lived(droplet: Droplet) -> None:
+    """The agent exits 1.5 s after it starts serving, every time systemd starts it."""
+    docker_exec(droplet, f"mkdir -p /opt/dtma/short-lived {DROP_IN}")
+    subprocess.run(
+        ["docker", "cp", str(SHORT_LIVED),
+         f"{droplet.container}:/opt/dtma/short-lived/sitecustomize.py"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    docker_exec(
+        droplet,
+        "chmod -R a+rX /opt/dtma/short-lived && printf '[Service]\\nEnvironment="
+        f"PYTHONPATH=/opt/dtma/short-lived\\n' > {DROP_IN}/short-lived.conf "
+        "&& systemctl daemon-reload",
+    )
+
+
+def test_an_agent_that_does_not_stay_up_fails_the_settle_window(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
+) -> None:
+    droplet = fresh_fleet.droplets[2]
+    make_short_lived(droplet)
+    try:
+        run = run_playbook("dtma_restart.yml", limit=droplet.name)
+        assert run.rc != 0
+        result = run.results[droplet.name]
+        assert result["healthy"] is False
+        settle = "did not verify: it did not stay up through the 3 s settle window"
+        assert settle in result["reason"]
+    finally:
+        docker_exec(
+            droplet,
+            f"rm -rf {DROP_IN} /opt/dtma/short-lived && systemctl daemon-reload "
+            "&& systemctl restart dtma.service",
+        )
+    steady = run_playbook("dtma_restart.yml", limit=droplet.name)
+    assert steady.rc == 0, steady.failures()
+    assert steady.results[droplet.name]["pid_after"] == main_pid(droplet) != 0
 
 
 @pytest.mark.parametrize(
@@ -263,17 +313,28 @@ def test_an_unknown_action_is_refused_by_the_argument_spec(
     assert any("dtma_action" in failure for failure in run.failures())
 
 
-def test_a_given_token_is_used_and_never_printed(
-    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook, token_dir: Path
+def test_the_droplets_token_is_kept_and_a_given_one_serves_only_a_first_install(
+    installed: PlaybookRun, fresh_fleet: SandboxInfo, run_playbook: RunPlaybook
 ) -> None:
-    """As the console does it: the token comes in as an extra variable. Runs last in this
-    module: the droplet keeps the given token."""
+    """As the console does it: its token comes in as an extra variable. An agent that has a
+    token keeps it (operators and the console share it); only a first install takes the
+    given one. Runs last in this module: the droplet keeps the given token."""
     droplet = fresh_fleet.droplets[1]
-    token = "console-given-token-" + "k3" * 12
-    run = run_playbook("dtma_install.yml", limit=droplet.name, verbose=True, dtma_agent_token=token)
-    assert run.rc == 0, run.output[-3000:]
-    assert token not in run.output
+    own = token_of(droplet)
+    given = "console-given-token-" + "k3" * 12
     url = f"http://{droplet.address}:{AGENT_PORT}/status"
-    assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    generated = token_of(token_dir, droplet)
-    assert httpx.get(url, headers={"Authorization": f"Bearer {generated}"}).status_code == 401
+
+    def answers(token: str) -> int:
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+
+    install = {"limit": droplet.name, "verbose": True, "dtma_agent_token": given}
+    kept = run_playbook("dtma_install.yml", **install)
+    assert kept.rc == 0, kept.output[-3000:]
+    assert token_of(droplet) == own and (answers(own), answers(given)) == (200, 401)
+
+    uninstall_agent(droplet)
+    docker_exec(droplet, "rm /etc/dtma/dtma.env")
+    first = run_playbook("dtma_install.yml", **install)
+    assert first.rc == 0, first.output[-3000:]
+    assert given not in first.output and own not in first.output
+    assert token_of(droplet) == given and (answers(given), answers(own)) == (200, 401)

@@ -82,7 +82,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             body = json.loads(self.rfile.read(length) or b"{}")
             with receiver.lock:
                 receiver.received.append(Received(path, body, time.monotonic()))
-                key = f"{path}:{body.get('alert', {}).get('id')}:{body.get('event')}"
+                key = f"{path}:{(body.get('alert') or {}).get('id')}:{body.get('event')}"
                 tries = receiver._flaky[key] = receiver._flaky.get(key, 0) + 1
             if path == "/slow":
                 time.sleep(30)

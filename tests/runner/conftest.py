@@ -62,7 +62,7 @@ def make_request(sandbox: fleet.SandboxInfo, api_inventory: Path) -> Callable[..
     }
 
     def make(playbook: str, hosts: list[str], **overrides: Any) -> RunRequest:
-        if playbook in ("probe.yml", "syntax_error.yml"):
+        if playbook in ("probe.yml", "syntax_error.yml", "secret_output.yml"):
             overrides.setdefault("playbook_dir", TEST_PLAYBOOKS)
         return RunRequest(playbook=playbook, hosts=hosts, **{**defaults, **overrides})
 

@@ -67,3 +67,24 @@ def test_run_exits_2_naming_the_refused_field(
     assert ran.exit_code == 2
     assert ran.stderr.startswith(f"error: {named}: ")
     assert ran.stdout == ""
+
+
+def test_run_with_the_default_inventory_and_no_token_says_how_to_aim_at_the_sandbox() -> None:
+    ran = CliRunner(env={"DTMA_INVENTORY": None, "DO_API_TOKEN": None}).invoke(
+        _cli(), ["run", "dtma_status.yml", "-t", "toolbox-1"]
+    )
+    assert ran.exit_code == 2
+    assert "the DigitalOcean inventory" in ran.stderr and "could not be read" in ran.stderr
+    assert "source .data/demo.env" in ran.stderr
+    assert "No inventory was parsed" not in ran.stderr
+
+
+def test_run_check_says_nothing_was_changed(sandbox: fleet.SandboxInfo, echo_instance: str) -> None:
+    container = sandbox.droplet("toolbox-1").container
+    started_at = docker_inspect(container, echo_instance, "{{.State.StartedAt}}")
+    ran = _run(sandbox, "tool_restart.yml", "-t", "toolbox-1",
+               "-e", f"tool_instance_name={echo_instance}", "--check", "--json")  # fmt: skip
+    result = json.loads(ran.stdout)
+    assert result["message"].startswith("Check mode: tool.restart changed nothing on toolbox-1")
+    assert "restarted" not in result["message"] and result["data"]["check_mode"] is True
+    assert docker_inspect(container, echo_instance, "{{.State.StartedAt}}") == started_at

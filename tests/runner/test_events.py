@@ -18,6 +18,7 @@ from runner.events import EventNormaliser
 from runner.models import RunEvent
 from runner.redact import MASK, Redactor
 from runner.result import ResultBuilder
+from runner.sentences import describe
 from tests.runner.helpers import assert_event_order
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "probe_two_hosts.json").read_text())
@@ -204,3 +205,20 @@ def test_an_unreachable_no_log_task_still_says_why() -> None:
     events = [e for r in (raw, stats) if (e := normaliser.normalise(r)) is not None]
     result = _build(events, hosts=["toolbox-3"], rc=4)
     assert result.error == "host key for toolbox-3 changed"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "sentence"),
+    [
+        (None, "1.0.0", "DTMA agent on toolbox-1 installed 1.0.0, healthy."),
+        ("1.0.0", "1.0.0", "DTMA agent on toolbox-1 installed (version 1.0.0), healthy."),
+        ("0.9.0", "1.0.0", "DTMA agent on toolbox-1 installed (version 0.9.0 -> 1.0.0), healthy."),
+    ],
+)
+def test_the_install_sentence_names_the_versions_it_knows(
+    before: str | None, after: str, sentence: str
+) -> None:
+    published = {"action": "install", "version_before": before, "version_after": after,
+                 "healthy": True, "rolled_back": False}  # fmt: skip
+    data = {"per_host": {"toolbox-1": {"dtma_result": published}}}
+    assert describe("dtma.install", ["toolbox-1"], "successful", None, data, {}) == sentence

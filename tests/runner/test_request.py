@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,24 @@ def test_extravars_are_written_tagged_unsafe() -> None:
     assert text.count("!unsafe") == 3
     loaded = yaml.safe_load(text.replace("!unsafe ", ""))
     assert loaded == {"a": "{{ x }}", "b": [1, "y"], "c": {"d": "z"}, "e": True}
+
+
+def test_extravars_that_look_like_numbers_reach_ansible_as_strings(tmp_path: Path) -> None:
+    """ansible-core reads `!unsafe "0"` as the integer 0: a tool named "0" must stay "0"."""
+    values = {"name": "0", "env": {"A": "1e3", "B": "true", "C": "null", "D": "0x1f", "E": "x"}}
+    (tmp_path / "extravars.yml").write_text(unsafe_yaml(values))
+    (tmp_path / "play.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n"
+        "        msg: \"TYPES={{ ([name] + env.values() | list) | map('type_debug') | join(',') }}"
+        " VALUES={{ ([name] + env.values() | list) | join(',') }}\"\n"
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+         "-c", "local", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'extravars.yml'}"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TYPES=str,str,str,str,str,str" in done.stdout
+    assert "VALUES=0,1e3,true,null,0x1f,x" in done.stdout

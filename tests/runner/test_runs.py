@@ -247,6 +247,29 @@ def test_secrets_never_reach_events_results_or_the_run_directory(
         assert leaks == [], f"a secret appears in {leaks}"
 
 
+def test_a_secret_output_reaches_only_the_caller(
+    sandbox: fleet.SandboxInfo,
+    make_request: MakeRequest,
+    runs_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """How the console reads an agent token from a droplet (playbooks/dtma_token_read.yml)."""
+    monkeypatch.setenv("DTMA_KEEP_RUN_DIRS", "1")
+    events: list[RunEvent] = []
+    request = make_request("secret_output.yml", ["toolbox-1"], secret_outputs=["probe_token"])
+    result = run_playbook(request, on_event=events.append)
+    assert result.success, result.error
+    secret = result.secret_output("probe_token")["toolbox-1"]
+    assert secret.startswith("made-") and len(secret) == 37
+    files = [p for p in (runs_dir / result.run_id).rglob("*") if p.is_file()]
+    texts = {
+        "events": json.dumps([e.model_dump(mode="json") for e in events]),
+        "result": result.model_dump_json() + repr(result),
+        **{str(p): p.read_bytes().decode(errors="replace") for p in files},
+    }
+    assert [where for where, text in texts.items() if secret in text] == []
+
+
 def test_parallel_runs_and_connection_reuse(
     sandbox: fleet.SandboxInfo, make_request: MakeRequest
 ) -> None:

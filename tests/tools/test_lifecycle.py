@@ -154,7 +154,7 @@ def test_remove_leaves_nothing(play: Play, toolbox: fleet.Droplet, unique_name: 
     assert removed.tool_result["state_after"] == "absent"
 
 
-def test_a_health_check_is_waited_for_and_an_unhealthy_deploy_fails(
+def test_a_health_check_is_waited_for_and_an_unhealthy_upgrade_is_rolled_back(
     play: Play, toolbox: fleet.Droplet, unique_name: str
 ) -> None:
     probe = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
@@ -170,6 +170,7 @@ def test_a_health_check_is_waited_for_and_an_unhealthy_deploy_fails(
         assert container is not None and container["State"]["Health"]["Status"] == "healthy"
         assert play("tool_deploy.yml", toolbox.name, spec).changed(toolbox.name) == 0
 
+        # An upgrade whose health check never passes is rolled back to the healthy container.
         failing = {
             **spec,
             "tool_instance_healthcheck": {"test": ["CMD", "false"], "interval": "1s", "retries": 1},
@@ -177,12 +178,14 @@ def test_a_health_check_is_waited_for_and_an_unhealthy_deploy_fails(
         unhealthy = play("tool_deploy.yml", toolbox.name, failing)
         assert unhealthy.rc != 0
         assert unhealthy.error is not None
-        assert (
-            f"the deploy of tool instance '{unique_name}' on {toolbox.name} did not verify: "
-            "expected it running 'dtma-tool-echo:1.0' and healthy, found state running"
-        ) in unhealthy.error
+        assert unhealthy.error.startswith(
+            f"rolled back to dtma-tool-echo:1.0: the deploy of tool instance '{unique_name}' on "
+            f"{toolbox.name} did not verify: expected it running 'dtma-tool-echo:1.0' and healthy"
+        )
         assert "health unhealthy" in unhealthy.error
-        container = inspect(toolbox.container, unique_name)
-        assert container is not None and container["State"]["Health"]["Status"] == "unhealthy"
+        assert unhealthy.tool_result is not None and unhealthy.tool_result["rolled_back"] is True
+        restored = inspect(toolbox.container, unique_name)
+        assert restored is not None and restored["State"]["Health"]["Status"] == "healthy"
+        assert restored["Config"]["Healthcheck"]["Test"] == probe
     finally:
         remove_containers(toolbox.container, unique_name)

@@ -1,7 +1,7 @@
 """run leases: owner + heartbeat, sealed extravars for remote workers, cancel request
 
 Revision ID: 1501_run_leases
-Revises: 0801_vault
+Revises: 1801_metrics_history
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1501_run_leases"
-down_revision = "0801_vault"
+down_revision = "1801_metrics_history"
 branch_labels = None
 depends_on = None
 

@@ -128,8 +128,16 @@
     };
   }
 
-  // ---- tool logs: live tail with pause/resume ---------------------------------------------
+  // ---- tool logs: live tail that keeps the reader's place ----------------------------------
+  // Follows new lines only while the view is scrolled to the bottom; otherwise it stays put
+  // and offers "jump to latest". Every line carries its cursor (SSE id): after a dropped
+  // connection or a tab the browser froze, the stream resumes after the last line shown
+  // (the browser's own retry sends Last-Event-ID; a reconnect made here sends ?after=),
+  // so no line is shown twice. A text filter hides the lines that do not match.
   const MAX_LINES = 5000;
+  const NEAR_BOTTOM_PX = 24;
+  const RECONNECT_MS = 3000;
+  const MAX_RECONNECTS = 5;
 
   function followLogs(panel) {
     const view = panel.querySelector("[data-log-view]");
@@ -137,70 +145,183 @@
     const pauseButton = panel.querySelector("[data-log-pause]");
     const form = panel.querySelector("[data-log-form]");
     const download = panel.querySelector("[data-log-download]");
+    const jump = panel.querySelector("[data-log-jump]");
+    const filterInput = panel.querySelector("[data-log-filter]");
+    const matchCount = panel.querySelector("[data-log-matches]");
     let source = null;
     let buffer = [];
     let isPaused = false;
+    let following = true;
+    let unseen = 0;
+    let lastId = "";
+    let finished = false; // the stream ended for good (container gone, or gave up)
+    let reconnects = 0;
+    let retryTimer = null;
+    let filterText = "";
 
     function setState(text, kind) {
       state.textContent = text;
       state.className = "live-dot" + (kind ? " " + kind : "");
     }
 
+    function nearBottom() {
+      return view.scrollTop + view.clientHeight >= view.scrollHeight - NEAR_BOTTOM_PX;
+    }
+
+    function showJump() {
+      jump.hidden = following;
+      jump.textContent = unseen ? `Jump to latest (${unseen} new)` : "Jump to latest";
+    }
+
+    function toBottom() {
+      view.scrollTop = view.scrollHeight;
+      following = true;
+      unseen = 0;
+      showJump();
+    }
+
+    function matches(text) {
+      return !filterText || text.toLowerCase().includes(filterText);
+    }
+
+    function countMatches() {
+      if (!filterText) { matchCount.textContent = ""; return; }
+      let shown = 0;
+      view.childNodes.forEach((node) => { if (!node.hidden) shown += 1; });
+      matchCount.textContent = `${shown} of ${view.childNodes.length} lines match`;
+    }
+
     function append(line, className) {
-      const atBottom = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
       const span = document.createElement("span");
       if (className) span.className = className;
       span.textContent = line + "\n";
+      span.hidden = !className && !matches(line);
       view.appendChild(span);
-      while (view.childNodes.length > MAX_LINES) view.firstChild.remove();
-      if (atBottom) view.scrollTop = view.scrollHeight;
+      if (view.childNodes.length > MAX_LINES) {
+        // Dropping the oldest lines must not move what the reader is looking at.
+        const before = view.scrollHeight;
+        while (view.childNodes.length > MAX_LINES) view.firstChild.remove();
+        if (!following) view.scrollTop -= before - view.scrollHeight;
+      }
+      if (following) {
+        view.scrollTop = view.scrollHeight;
+      } else if (!span.hidden) {
+        unseen += 1;
+        showJump();
+      }
+      if (filterText) countMatches();
+    }
+
+    function receive(message) {
+      const id = message.lastEventId || "";
+      // Cursors sort as text: a line at or before the last one shown was shown already.
+      if (id && lastId && id <= lastId) return;
+      if (id) lastId = id;
+      if (isPaused) {
+        buffer.push(message.data);
+        if (buffer.length > MAX_LINES) buffer.shift();
+        setState(`Paused · ${buffer.length} new line(s)`, "");
+      } else {
+        append(message.data);
+      }
     }
 
     function stop() {
+      if (retryTimer) { clearTimeout(retryTimer); retryTimer = null; }
       if (source) { source.close(); source = null; }
     }
 
-    function start() {
+    function scheduleReconnect() {
+      if (finished || retryTimer) return;
+      if (reconnects >= MAX_RECONNECTS) {
+        finished = true;
+        setState("Disconnected", "err");
+        return;
+      }
+      reconnects += 1;
+      setState("Reconnecting…", "err");
+      retryTimer = setTimeout(() => { retryTimer = null; connect(); }, RECONNECT_MS);
+    }
+
+    function connect() {
       stop();
-      buffer = [];
-      view.textContent = "";
       const tool = form.elements.tool.value;
       const tail = form.elements.tail.value;
       if (!tool) { setState("No tool selected", ""); return; }
       const base = panel.dataset.base + encodeURIComponent(tool) + "/logs";
       download.href = `${base}.txt?tail=${encodeURIComponent(tail)}`;
       download.removeAttribute("aria-disabled");
-      source = new EventSource(`${base}/stream?tail=${encodeURIComponent(tail)}`);
-      setState("Connecting…", "");
-      source.onopen = () => setState(isPaused ? "Paused" : "Live", isPaused ? "" : "on");
-      source.onmessage = (message) => {
-        if (isPaused) {
-          buffer.push(message.data);
-          if (buffer.length > MAX_LINES) buffer.shift();
-          setState(`Paused · ${buffer.length} new line(s)`, "");
-        } else {
-          append(message.data);
-        }
+      let url = `${base}/stream?tail=${encodeURIComponent(tail)}`;
+      if (lastId) url += `&after=${encodeURIComponent(lastId)}`;
+      const current = new EventSource(url);
+      source = current;
+      panel.dataset.connections = String(Number(panel.dataset.connections || "0") + 1);
+      setState(lastId ? "Resuming…" : "Connecting…", "");
+      current.onopen = () => {
+        reconnects = 0;
+        setState(isPaused ? "Paused" : "Live", isPaused ? "" : "on");
       };
-      source.addEventListener("failure", (message) => {
+      current.onmessage = receive;
+      current.addEventListener("failure", (message) => {
+        stop();
+        if (lastId) { // it was live before: the agent may be back in a moment
+          scheduleReconnect();
+          return;
+        }
         append(message.data, "log-error");
         setState("Failed", "err");
-        stop();
+        finished = true;
       });
-      source.addEventListener("end", () => {
+      current.addEventListener("end", () => {
         append("— the log stream ended (the container stopped or was removed) —", "log-note");
         setState("Ended", "");
+        finished = true;
         stop();
       });
-      source.onerror = () => {
-        if (source && source.readyState === EventSource.CLOSED) {
-          setState("Disconnected", "err");
+      current.onerror = () => {
+        if (source !== current) return;
+        if (current.readyState === EventSource.CLOSED) {
+          source = null;
+          scheduleReconnect();
         } else {
-          setState("Reconnecting…", "err");
+          setState("Reconnecting…", "err"); // the browser retries with Last-Event-ID
         }
       };
     }
 
+    function start() {
+      // A new choice of tool or tail: start over with its tail.
+      stop();
+      buffer = [];
+      lastId = "";
+      finished = false;
+      reconnects = 0;
+      view.textContent = "";
+      toBottom();
+      countMatches();
+      connect();
+    }
+
+    function resumeIfLost() {
+      if (document.hidden || finished || source || retryTimer) return;
+      if (!panel.isConnected) return;
+      connect();
+    }
+
+    view.addEventListener("scroll", () => {
+      following = nearBottom();
+      if (following) unseen = 0;
+      showJump();
+    });
+    jump.addEventListener("click", toBottom);
+    filterInput.addEventListener("input", () => {
+      filterText = filterInput.value.trim().toLowerCase();
+      view.childNodes.forEach((node) => {
+        if (!node.className) node.hidden = !matches(node.textContent.replace(/\n$/, ""));
+      });
+      countMatches();
+      if (following) view.scrollTop = view.scrollHeight;
+    });
     pauseButton.addEventListener("click", () => {
       isPaused = !isPaused;
       pauseButton.textContent = isPaused ? "Resume" : "Pause";
@@ -211,10 +332,18 @@
       }
       if (source) setState(isPaused ? "Paused" : "Live", isPaused ? "" : "on");
     });
-    form.addEventListener("change", start);
+    form.addEventListener("change", (event) => {
+      if (event.target === filterInput) return;
+      start();
+    });
     form.addEventListener("submit", (event) => { event.preventDefault(); start(); });
+    // Back from the background, from a frozen page or from offline: pick up where it was.
+    document.addEventListener("visibilitychange", resumeIfLost);
+    window.addEventListener("pageshow", resumeIfLost);
+    window.addEventListener("online", resumeIfLost);
+    document.addEventListener("resume", resumeIfLost);
     // htmx removes the panel when another tab is chosen: close the stream with it.
-    panel.addEventListener("htmx:beforeCleanupElement", stop);
+    panel.addEventListener("htmx:beforeCleanupElement", () => { finished = true; stop(); });
     start();
   }
 

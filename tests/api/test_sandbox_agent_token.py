@@ -1,0 +1,102 @@
+"""Operators and the console share each agent's token: the README's operator commands on
+console-managed toolboxes leave the console reading every agent, and the console's own
+agent actions check the agent from the controller's side."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+
+from sandbox.config import PROJECT_ROOT
+from sandbox.fleet import SandboxInfo
+from tests.api.console import Console, docker_exec
+
+pytestmark = pytest.mark.sandbox
+
+READ_TOKEN = ("sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env")
+
+
+def operator_install(sandbox: SandboxInfo, env: dict[str, str], *args: str) -> None:
+    """`ansible-playbook -i <sandbox inventory> playbooks/dtma_install.yml`, as in the README."""
+    done = subprocess.run(
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(sandbox.inventory),
+            str(PROJECT_ROOT / "playbooks" / "dtma_install.yml"),
+            *args,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def agent_status(token: str, address: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.get(f"http://{address}:30000/status", headers=headers, timeout=5).status_code
+
+
+def test_the_console_reads_every_agent_after_an_operators_install(
+    console: Console,
+    sandbox: SandboxInfo,
+    toolboxes: dict[str, dict[str, Any]],
+    ansible_env: dict[str, str],
+) -> None:
+    tokens = {d.name: docker_exec(d.container, *READ_TOKEN) for d in sandbox.droplets}
+    operator_install(sandbox, ansible_env)
+    assert {d.name: docker_exec(d.container, *READ_TOKEN) for d in sandbox.droplets} == tokens
+
+    # An operator reinstalls one agent from scratch: the droplet gets a token of its own,
+    # which the console learns over SSH on the agent's first 401.
+    droplet = sandbox.droplet("toolbox-2")
+    docker_exec(droplet.container, "sh", "-c", "systemctl disable --now dtma; rm -rf /etc/dtma")
+    operator_install(sandbox, ansible_env, "-l", droplet.name)
+    fresh = docker_exec(droplet.container, *READ_TOKEN)
+    assert len(fresh) >= 40 and fresh != tokens[droplet.name]
+    assert agent_status(tokens[droplet.name], droplet.address) == 401
+
+    with console.http() as http:
+        for name, toolbox in toolboxes.items():
+            status = http.get(f"/api/v1/toolboxes/{toolbox['id']}/dtma/status").json()
+            assert (status["source"], status["errors"]) == ("agent", {}), (name, status)
+        # The console's own actions use the learnt token too (redeploy writes the config).
+        redeploy = http.post(f"/api/v1/toolboxes/{toolboxes[droplet.name]['id']}/dtma/redeploy")
+        assert redeploy.status_code == 200, redeploy.text
+        assert redeploy.json()["data"]["console_check"]["ok"] is True
+    assert docker_exec(droplet.container, *READ_TOKEN) == fresh
+    console_log = console.log_path.read_text()
+    assert fresh not in console_log and fresh not in "\n".join(console.seen_bodies)
+
+
+def test_a_dtma_action_fails_when_the_console_cannot_read_the_agent(
+    console: Console,
+    sandbox: SandboxInfo,
+    toolboxes: dict[str, dict[str, Any]],
+    ansible_env: dict[str, str],
+) -> None:
+    """The agent answers on the droplet's loopback only: the role's own check passes, the
+    console's read from the controller does not, and the run fails saying so."""
+    droplet = sandbox.droplet("toolbox-3")
+    operator_install(
+        sandbox, ansible_env, "-l", droplet.name, "-e", "dtma_agent_listen_address=127.0.0.1"
+    )
+    try:
+        with console.http() as http:
+            response = http.post(f"/api/v1/toolboxes/{toolboxes[droplet.name]['id']}/dtma/restart")
+        result = response.json()
+        assert response.status_code == 502, result
+        assert (result["status"], result["success"]) == ("failed", False)
+        assert "did not verify from the console" in result["error"]
+        assert f"http://{droplet.address}:30000/status" in result["error"]
+        published = result["data"]["per_host"][droplet.name]["dtma_result"]
+        assert published["healthy"] is True  # what the droplet saw of itself
+        assert result["data"]["console_check"]["ok"] is False
+    finally:
+        operator_install(sandbox, ansible_env, "-l", droplet.name)
