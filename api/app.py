@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate.upgrade(context.engine)
         open_vault(context)
         try:
-            async with context.running():
+            async with context.running(monitor=True):
                 yield
         finally:
             context.engine.dispose()

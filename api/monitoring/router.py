@@ -1,24 +1,19 @@
 """Routes: a toolbox's health, its monitoring settings and maintenance windows, alerts
-(with acknowledging), and notification targets. Including this router
-also brings the monitor's lifespan: the Monitor (app.state.monitor), hooked after every run,
-and the periodic cycle when DTMA_MONITOR_INTERVAL is above 0."""
+(with acknowledging), and notification targets. The monitor itself is one of the
+Context's long-lived parts (api/context.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from api.context import Context
 from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
 from api.models import Toolbox, User, utcnow
 from api.monitoring import history, maintenance, reports
-from api.monitoring.leader import Leadership
 from api.monitoring.models import Alert, MaintenanceWindow
-from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
     AcknowledgeIn,
     AlertDetail,
@@ -38,34 +33,14 @@ from api.monitoring.service import Monitor
 from api.services import audit
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    context: Context = app.state.context
-    settings = context.settings
-    async with Monitor(context) as monitor:
-        app.state.monitor = monitor
-        scheduler = Scheduler(
-            monitor,
-            settings.monitor_interval,
-            settings.monitor_jitter,
-            Leadership(context.engine),
-        )
-        app.state.monitor_scheduler = scheduler
-        scheduler.start()
-        try:
-            yield
-        finally:
-            await scheduler.stop()
-
-
 def get_monitor(request: Request) -> Monitor:
-    monitor: Monitor = request.app.state.monitor
-    return monitor
+    context: Context = request.app.state.context
+    return context.monitor
 
 
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 
-router = APIRouter(tags=["monitoring"], lifespan=lifespan)
+router = APIRouter(tags=["monitoring"])
 
 
 @router.get("/api/v1/toolboxes/{toolbox_id}/health", response_model=ToolboxHealth)
