@@ -26,7 +26,7 @@ from api.models import Toolbox, User, utcnow
 from api.secret_box import seal, unseal
 from api.services import audit
 from api.services.agent import AgentError
-from api.services.digitalocean import DropletInfo
+from api.services.digitalocean import DropletInfo, list_tagged_droplets
 
 log = logging.getLogger("api.toolboxes")
 
@@ -64,6 +64,15 @@ def _owner_from_tags(session: Session, tags: tuple[str, ...]) -> User | None:
             name = tag.removeprefix(OWNER_TAG_PREFIX)
             return session.scalar(select(User).where(User.name == name))
     return None
+
+
+def import_tagged(user: User, context: Context, session: Session) -> ImportReport:
+    """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (audited)."""
+    with audit.audited(session, user=user, action="toolboxes.sync") as entry:
+        report = import_droplets(session, list_tagged_droplets(context.settings))
+        entry.detail = report.summary()
+    session.commit()
+    return report
 
 
 def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportReport:
