@@ -59,6 +59,7 @@ export DTMA_DATABASE_URL=postgresql://postgres@127.0.0.1:$PG_PORT/dtma
 export DTMA_EXECUTOR=celery
 export DTMA_BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
 export DTMA_MASTER_KEY_FILE=$STATE/master.key
+export DTMA_DEMO=1  # a demo: its master key may live beside its data
 ENV
 chmod 600 "$STATE/env"
 # shellcheck disable=SC1091
