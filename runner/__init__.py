@@ -14,6 +14,7 @@ from runner.interface import run_playbook, start_run
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.processes import stop_run_processes
 from runner.request import RunRequest, validate_request
+from runner.rundir import discard_run_dir
 
 __all__ = [
     "PLAYBOOKS",
@@ -26,6 +27,7 @@ __all__ = [
     "RunRequest",
     "RunStatus",
     "TaskOutcome",
+    "discard_run_dir",
     "run_playbook",
     "start_run",
     "stop_run_processes",

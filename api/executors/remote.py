@@ -24,7 +24,7 @@ from api.errors import Conflict, InvalidInput, NotFound, Unavailable
 from api.executors import bus
 from api.executors.celery_app import TASK_NAME, make_celery
 from api.metrics import RUNS, RUNS_QUEUED
-from api.models import User, new_id
+from api.models import Run, User, new_id
 from api.secret_box import seal
 from api.services import leases, run_store
 from api.services.actions import Action
@@ -91,7 +91,7 @@ class CeleryRunManager:
             runner.validate_request(request)
         except runner.RequestError as error:
             raise InvalidInput(error.field, error.message) from error
-        sealed = seal(json.dumps(action.extravars))
+        sealed = seal(json.dumps(action.extravars), Run.extravars_sealed, run_id)
         sessions = self._context.sessions
         await run_in_threadpool(
             run_store.open_run,

@@ -56,13 +56,15 @@ def _is_here(owner: str | None) -> bool:
 
 
 def _stop_local(run_ids: list[str]) -> dict[str, list[str]]:
-    """Leftover ansible processes of written-off runs on this host (they carry the run id);
-    what could not be stopped, by run."""
+    """Leftover ansible processes of written-off runs on this host (they carry the run id)
+    are stopped and their run dirs discarded (no secret left behind); what could not be
+    stopped, by run."""
     survivors = {}
     for run_id in run_ids:
         left = runner.stop_run_processes(run_id)
         if left:
             survivors[run_id] = left
+        runner.discard_run_dir(run_id)
     return survivors
 
 

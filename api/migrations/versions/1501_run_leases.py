@@ -1,7 +1,7 @@
 """run leases: owner + heartbeat, sealed extravars for remote workers, cancel request
 
 Revision ID: 1501_run_leases
-Revises: 1801_metrics_history
+Revises: 1402_vault_bindings
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1501_run_leases"
-down_revision = "1801_metrics_history"
+down_revision = "1402_vault_bindings"
 branch_labels = None
 depends_on = None
 
