@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.context import Context
 from api.models import AuditEntry, Run, Toolbox, utcnow
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.services import leases
 from tests.api.test_errors import assert_error
 
@@ -25,14 +25,11 @@ LEASE = 30.0
 @pytest.fixture
 def toolboxes(db: Session) -> list[str]:
     made = [
-        Toolbox(
-            droplet_id=100 + i,
-            name=f"toolbox-l{i}",
-            address=f"127.0.24.{200 + i}",
-            agent_token_ciphertext=seal("agent-token-for-tests-0123456789"),
-        )
+        Toolbox(droplet_id=100 + i, name=f"toolbox-l{i}", address=f"127.0.24.{200 + i}")
         for i in range(5)
     ]
+    for toolbox in made:
+        seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
     db.add_all(made)
     db.commit()
     return [t.id for t in made]
