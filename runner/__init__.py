@@ -11,6 +11,7 @@ from runner.catalog import PLAYBOOKS, PlaybookSpec
 from runner.errors import RequestError
 from runner.handle import RunHandle
 from runner.interface import run_playbook, start_run
+from runner.inventory import refresh_inventory
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.request import RunRequest
 
@@ -25,6 +26,7 @@ __all__ = [
     "RunRequest",
     "RunStatus",
     "TaskOutcome",
+    "refresh_inventory",
     "run_playbook",
     "start_run",
 ]

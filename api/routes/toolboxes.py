@@ -38,6 +38,7 @@ def import_toolboxes(user: User, context: Context, session: Session) -> ImportRe
         report = toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
         entry.detail = report.summary()
     session.commit()
+    toolboxes.refresh_run_inventory(context)
     return report
 
 

@@ -130,6 +130,13 @@ def run_env(context: Context) -> dict[str, str]:
     return env
 
 
+def refresh_run_inventory(context: Context) -> None:
+    """After a droplet sync, the runs' cached DigitalOcean inventory follows it (blocking: one
+    `ansible-inventory` call; a no-op unless DTMA_INVENTORY_CACHE_DIR is set). A failure is
+    kept by the cache, and the runs say it."""
+    runner.refresh_inventory(context.settings.inventory, run_env(context))
+
+
 def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
     """Read the droplet's agent token (blocking: one short playbook run) and seal it as the
     toolbox's token. None when it could not be read (not installed, unreachable); why is
