@@ -14,6 +14,7 @@ from runner.interface import run_playbook, start_run
 from runner.inventory import refresh_inventory
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.request import RunRequest
+from runner.rundir import discard_run_dir
 
 __all__ = [
     "PLAYBOOKS",
@@ -26,6 +27,7 @@ __all__ = [
     "RunRequest",
     "RunStatus",
     "TaskOutcome",
+    "discard_run_dir",
     "refresh_inventory",
     "run_playbook",
     "start_run",
