@@ -137,6 +137,7 @@ def sync() -> None:
     except ApiError as error:
         raise _fail(error) from error
     typer.echo(f"sync: {report.summary()}")
+    toolboxes.refresh_run_inventory(context)
     for name in report.created:
         typer.echo(f"created\t{name}")
     for name in report.removed:

@@ -11,6 +11,7 @@ from runner.catalog import PLAYBOOKS, PlaybookSpec
 from runner.errors import RequestError
 from runner.handle import RunHandle
 from runner.interface import run_playbook, start_run
+from runner.inventory import refresh_inventory
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.processes import stop_run_processes
 from runner.request import RunRequest, validate_request
@@ -28,6 +29,7 @@ __all__ = [
     "RunStatus",
     "TaskOutcome",
     "discard_run_dir",
+    "refresh_inventory",
     "run_playbook",
     "start_run",
     "stop_run_processes",

@@ -72,6 +72,7 @@ def import_tagged(user: User, context: Context, session: Session) -> ImportRepor
         report = import_droplets(session, list_tagged_droplets(context.settings))
         entry.detail = report.summary()
     session.commit()
+    refresh_run_inventory(context)
     return report
 
 
@@ -138,6 +139,13 @@ def run_env(context: Context) -> dict[str, str]:
     if settings.do_api_token is not None:
         env["DO_API_TOKEN"] = settings.do_api_token.get_secret_value()
     return env
+
+
+def refresh_run_inventory(context: Context) -> None:
+    """After a droplet sync, the runs' cached DigitalOcean inventory follows it (blocking: one
+    `ansible-inventory` call; a no-op unless DTMA_INVENTORY_CACHE_DIR is set). A failure is
+    kept by the cache, and the runs say it."""
+    runner.refresh_inventory(context.settings.inventory, run_env(context))
 
 
 def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
