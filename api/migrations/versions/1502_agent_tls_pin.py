@@ -1,7 +1,7 @@
 """toolboxes: the pinned TLS certificate of each agent
 
-Revision ID: 1403_agent_tls_pin
-Revises: 1402_vault_bindings
+Revision ID: 1502_agent_tls_pin
+Revises: 1501_run_leases
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "1403_agent_tls_pin"
-down_revision = "1402_vault_bindings"
+revision = "1502_agent_tls_pin"
+down_revision = "1501_run_leases"
 branch_labels = None
 depends_on = None
 
