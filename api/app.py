@@ -13,7 +13,7 @@ from api.context import Context
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
-from api.routes import compat, dtma, health, runs, toolboxes, tools
+from api.routes import compat, dtma, health, runs, tokens, toolboxes, tools
 from api.services.agent import AgentClient
 from api.services.runs import RunManager
 from api.settings import Settings
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault):
+    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault, tokens):
         app.include_router(module.router)
     web.install(app)
     return app
