@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import __version__, migrate, web
 from api.context import Context
+from api.cors import CorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
+    if context.settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=context.settings.cors_origins)
     app.add_middleware(RequestContextMiddleware)
     for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault, tokens):
         app.include_router(module.router)
