@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory
 from api.services.credentials import CredentialSource, OperatorKeySource
+from api.services.limits import FollowSlots, ProbePool
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ class Context:
     # Set during the app's lifespan (they need the running event loop).
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
+    # Bounds on load (api/services/limits.py): followed log streams, SSH-probe threads.
+    follows: FollowSlots = field(default_factory=FollowSlots, repr=False)
+    probes: ProbePool = field(default_factory=ProbePool, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
