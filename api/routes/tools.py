@@ -31,7 +31,10 @@ LOGS_TAIL_MAX = 5000
 @router.get(
     "",
     response_model=Observation,
-    responses={502: {"description": "Nothing answered and nothing is stored"}},
+    responses={
+        429: {"description": "The agent did not answer and every SSH probe is busy"},
+        502: {"description": "Nothing answered and nothing is stored"},
+    },
 )
 async def list_tools(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """Tool instances (managed containers) as the agent sees them; SSH or the last stored
