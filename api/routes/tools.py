@@ -115,14 +115,12 @@ async def remove_tool(
     responses={
         200: {"content": {"text/plain": {}}, "description": "Log lines, streamed"},
         404: {"description": "No such tool instance on the toolbox"},
-        429: {"description": "Too many followed streams (`too_many_follows`, `follows_exhausted`)"},
         502: {"description": "The agent did not answer"},
     },
 )
 async def tool_logs(
     name: ToolNamePath,
     toolbox: ToolboxDep,
-    user: UserDep,
     context: ContextDep,
     tail: Annotated[int, Query(ge=0, le=LOGS_TAIL_MAX)] = 100,
     since: Annotated[datetime | None, Query(description="Only lines after this time")] = None,
@@ -137,12 +135,6 @@ async def tool_logs(
     if since is not None:
         params["since"] = since.isoformat()
     stack = AsyncExitStack()
-    if follow:  # each one holds an agent connection as long as it lasts: bounded
-        limits = context.settings
-        release = context.follows.take(
-            user.id, per_user=limits.max_follows_per_user, overall=limits.max_follows
-        )
-        stack.callback(release)
     try:
         upstream = await stack.enter_async_context(
             context.agent.open_logs(reach.address, reach.agent_token, name, params)
