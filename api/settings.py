@@ -53,10 +53,10 @@ class Settings(BaseSettings):
     ssh_probe_timeout: float = Field(default=10.0, gt=0, le=120)
 
     # Key vault (api/vault): master key(s) sealing secrets at rest, comma-separated while
-    # rotating (the first seals, all unseal). Without DTMA_MASTER_KEY the demo generates
-    # master_key_file (mode 0600) and says so.
+    # rotating (the first seals, all unseal), or a key file outside the data directory.
+    # Required unless `demo` (then a generated <data dir>/master.key, mode 0600).
     master_key: SecretStr | None = None
-    master_key_file: Path = Path(".data/master.key")
+    master_key_file: Path | None = None
     # Bootstrap: remove the key a droplet was created with (ssh_key_file) from root's
     # authorized_keys once the toolbox's own key is proven to work.
     ssh_revoke_bootstrap_key: bool = False
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     notify_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # Seconds after which an open, unacknowledged alert is sent again; 0: never.
     notify_repeat: float = Field(default=14_400, ge=0, le=30 * 86_400)
+
+    # Data at rest (api/vault/master.py, api/db.py). DTMA_DEMO=1 (`make demo` writes it into
+    # .data/demo.env): a local demo, whose master key may be generated into the data dir.
+    demo: bool = False
 
     @field_validator("notify_urls", mode="before")
     @classmethod

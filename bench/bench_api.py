@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import psutil
 
+from api.vault.crypto import generate_master_key
+from api.vault.master import write_key_file
 from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 
@@ -54,16 +56,19 @@ def _free_port() -> int:
 
 
 def _console_env(sandbox: fleet.SandboxInfo, workdir: Path) -> dict[str, str]:
+    key_file = workdir / "master.key"  # beside the data directory, not in it
+    if not key_file.exists():
+        write_key_file(key_file, generate_master_key(), exclusive=True)
     return {
         **os.environ,
-        "DTMA_DATABASE_URL": f"sqlite:///{workdir / 'console.db'}",
+        "DTMA_DATABASE_URL": f"sqlite:///{workdir / 'data' / 'console.db'}",
         "DTMA_PORT": str(_free_port()),
         "DTMA_DO_API_URL": sandbox.api_url,
         "DTMA_DO_API_TOKEN": sandbox.api_token,
         "DTMA_SSH_KEY_FILE": str(sandbox.operator_key),
         "DTMA_KNOWN_HOSTS_FILE": str(sandbox.known_hosts),
         "DTMA_INVENTORY": str(sandbox.inventory),
-        "DTMA_MASTER_KEY_FILE": str(workdir / "master.key"),
+        "DTMA_MASTER_KEY_FILE": str(key_file),
         "DTMA_RUNS_DIR": str(workdir / "runs"),
         "DTMA_MONITOR_INTERVAL": "0",
         "DTMA_LOG_LEVEL": "WARNING",

@@ -34,7 +34,7 @@ from api import migrate
 from api.db import make_engine, make_session_factory, session_scope
 from api.models import Toolbox, utcnow
 from api.monitoring import history
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.settings import Settings
 
 TOOLBOXES = int(os.environ.get("BENCH_METRICS_TOOLBOXES", "500"))
@@ -67,10 +67,11 @@ def fill(engine: Engine, now: datetime) -> list[str]:
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
         boxes = [
-            Toolbox(droplet_id=n + 1, name=f"toolbox-{n}", address=f"127.0.100.{n % 250 + 1}",
-                    agent_token_ciphertext=seal("t" * 32))
+            Toolbox(droplet_id=n + 1, name=f"toolbox-{n}", address=f"127.0.100.{n % 250 + 1}")
             for n in range(TOOLBOXES)
-        ]  # fmt: skip
+        ]
+        for box in boxes:
+            seal_into(box, Toolbox.agent_token_ciphertext, "t" * 32)
         session.add_all(boxes)
         session.flush()
         ids = [b.id for b in boxes]

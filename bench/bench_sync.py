@@ -41,7 +41,7 @@ from api.context import Context
 from api.db import session_scope
 from api.models import Toolbox, ToolInstance
 from api.monitoring import Monitor, SyncReport
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.services import toolboxes
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
@@ -226,13 +226,12 @@ def bench_simulated(workdir: Path) -> float:
         context = fresh_context(workdir, agent_timeout=2.0)
         with session_scope(context.sessions) as session:
             for n, address in enumerate(addresses, start=1):
-                session.add(
-                    Toolbox(
-                        droplet_id=900_000_000 + n, name=f"sim-{n:03d}", address=address,
-                        region="fra1", droplet_status="active",
-                        agent_token_ciphertext=seal(simulated_token(address)),
-                    )
+                toolbox = Toolbox(
+                    droplet_id=900_000_000 + n, name=f"sim-{n:03d}", address=address,
+                    region="fra1", droplet_status="active",
                 )  # fmt: skip
+                seal_into(toolbox, Toolbox.agent_token_ciphertext, simulated_token(address))
+                session.add(toolbox)
         reports = timed_syncs(context, None)
         with session_scope(context.sessions) as session:
             instances = len(session.scalars(select(ToolInstance)).all())
@@ -293,7 +292,7 @@ def bench_sandbox(workdir: Path) -> None:
             toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
             by_name = {t.name: t for t in session.scalars(select(Toolbox))}
             for name, toolbox in by_name.items():
-                toolbox.agent_token_ciphertext = seal(tokens[name])
+                seal_into(toolbox, Toolbox.agent_token_ciphertext, tokens[name])
             ordered = [by_name[d.name].id for d in sandbox.droplets if d.name in by_name]
         for size in (3, 10, 20):
             if size > len(ordered):

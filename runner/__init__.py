@@ -13,6 +13,7 @@ from runner.handle import RunHandle
 from runner.interface import run_playbook, start_run
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.request import RunRequest
+from runner.rundir import discard_run_dir
 
 __all__ = [
     "PLAYBOOKS",
@@ -25,6 +26,7 @@ __all__ = [
     "RunRequest",
     "RunStatus",
     "TaskOutcome",
+    "discard_run_dir",
     "run_playbook",
     "start_run",
 ]

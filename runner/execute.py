@@ -67,7 +67,7 @@ class Execution:
         self.started_at: datetime | None = None
         self._on_event = on_event
         self._normaliser = EventNormaliser(
-            request.run_id, Redactor(request.secrets), request.secret_outputs
+            request.run_id, Redactor(request.secrets, request.secret_keys), request.secret_outputs
         )
         self._secret_outputs: dict[str, Any] = {}
         self._builder = ResultBuilder(
@@ -172,14 +172,16 @@ class Execution:
     def run(self) -> ConsoleResult:
         req = self.request
         started_at = self.started_at = datetime.now(UTC)
-        self._emit(self._normaliser.make("run_start", data={
-            "playbook": req.spec.name, "hosts": list(req.hosts), "check": req.check,
-            "action": req.action, "toolbox_id": req.toolbox_id, "extravars": req.extravars,
-        }))  # fmt: skip
         crash: str | None = None
         rc: int | None = None
         ending: Ending = "canceled"
         try:
+            # The inputs are not repeated here: they are the caller's to show (the API keeps
+            # them with the run, secrets redacted), and an event is no place for a secret.
+            self._emit(self._normaliser.make("run_start", data={
+                "playbook": req.spec.name, "hosts": list(req.hosts), "check": req.check,
+                "action": req.action, "toolbox_id": req.toolbox_id,
+            }))  # fmt: skip
             if not self.canceled.is_set():
                 ending, rc, crash = self._execute()
         finally:
@@ -189,8 +191,7 @@ class Execution:
             self.rundir.close_pipes([key_pipe])
             if leftovers:
                 log.error("run.processes_left run_id=%s processes=%s", req.run_id, leftovers)
-            if not self.settings.keep_run_dirs:
-                self.rundir.remove()
+            self.rundir.finish(keep=self.settings.keep_run_dirs)
         result = self._builder.build(
             ending=ending,
             rc=rc,

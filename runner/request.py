@@ -13,11 +13,11 @@ from typing import Any
 from runner.catalog import PLAYBOOKS, PROJECT_ROOT, PlaybookCatalog, PlaybookSpec
 from runner.errors import RequestError
 from runner.extravars import validate_extravars
+from runner.rundir import RUN_ID
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventory" / "digitalocean.yml"
 MAX_TIMEOUT = 24 * 3600
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Host patterns that would widen --limit beyond the named toolboxes.
 RESERVED_HOSTS = frozenset({"all", "ungrouped"})
@@ -68,6 +68,8 @@ class ValidRequest:
     env: dict[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
     secret_outputs: frozenset[str] = frozenset()
+    # Names of the playbook's no_log options: masked by key in events, whatever the value.
+    secret_keys: frozenset[str] = frozenset()
 
 
 def default_inventory() -> Path:
@@ -103,8 +105,11 @@ def _env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _strings(value: Any) -> Iterator[str]:
+    """Every scalar of `value` as text (a secret may be a number)."""
     if isinstance(value, str):
         yield value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield str(value)
     elif isinstance(value, Mapping):
         for item in value.values():
             yield from _strings(item)
@@ -139,7 +144,8 @@ def validate_request(req: RunRequest) -> ValidRequest:
         raise RequestError("known_hosts", "must be text")
     env = _env(req.env or {})
     key = _private_key(req.ssh_private_key)
-    secret_vars = [extravars[name] for name in spec.secret_options() if name in extravars]
+    secret_keys = spec.secret_options()
+    secret_vars = [extravars[name] for name in secret_keys if name in extravars]
     secret_env = [value for name, value in env.items() if name not in PUBLIC_ENV]
     secrets = [*([key] if key else []), *secret_env, *_strings(secret_vars)]
     return ValidRequest(
@@ -157,4 +163,5 @@ def validate_request(req: RunRequest) -> ValidRequest:
         env=env,
         secrets=tuple(secrets),
         secret_outputs=frozenset(req.secret_outputs or ()),
+        secret_keys=secret_keys,
     )

@@ -1,13 +1,20 @@
 """A run's private data directory (0700) and the pipes that carry secrets into ansible.
 
-Secrets never touch the disk: they go through named pipes (FIFOs) that ansible or the
-wrapper shell reads once, like ansible-runner's own ssh-agent pipe for the private key.
+Secrets never touch the disk on purpose: they go through named pipes (FIFOs) that ansible
+or the wrapper shell reads once, like ansible-runner's own ssh-agent pipe for the private
+key. What ansible-runner writes by itself is raw: its callback plugin leaves each event,
+unredacted, in `artifacts/<id>/job_events/<uuid>-partial.json` until ansible-runner reads it
+back, so a run that is cut short (a crash, a kill) leaves them behind. A run dir therefore
+goes when its run ends, on every path (`RunDir.finish`), and at start-up for runs whose
+process died (`discard_run_dir`); with DTMA_KEEP_RUN_DIRS=1 it stays for debugging, but
+without `job_events/` (nor any pipe): what is kept holds no secret.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import stat
@@ -17,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import RequestError
+from runner.settings import RunnerSettings
+
+# The pattern of a run id (runner/request.py validates requests with the same).
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 DRAIN_SECONDS = 1.0
 
@@ -114,3 +125,35 @@ class RunDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def scrub(self) -> None:
+        """Keep the dir (settings, known_hosts, ansible-runner's command, rc and status) but
+        nothing that may hold a secret: raw event files and leftover pipes."""
+        for events in self.path.glob("artifacts/*/job_events"):
+            shutil.rmtree(events, ignore_errors=True)
+        for leftover in self.path.rglob("*"):
+            with contextlib.suppress(OSError):
+                mode = leftover.lstat().st_mode
+                if leftover.name.endswith("-partial.json") or stat.S_ISFIFO(mode):
+                    leftover.unlink()
+
+    def finish(self, *, keep: bool) -> None:
+        """The run is over: remove the dir, or with `keep` (DTMA_KEEP_RUN_DIRS) scrub it."""
+        if keep:
+            self.scrub()
+        else:
+            self.remove()
+
+
+def discard_run_dir(run_id: str, settings: RunnerSettings | None = None) -> bool:
+    """The run dir of a run whose process is gone (start-up recovery, the reaper): removed,
+    or scrubbed with DTMA_KEEP_RUN_DIRS. False when there was none (or `run_id` names no
+    run: never a path outside the runs dir)."""
+    settings = settings or RunnerSettings.from_env()
+    if not RUN_ID.match(run_id):
+        return False
+    path = settings.runs_dir / run_id
+    if not path.is_dir():
+        return False
+    RunDir(path).finish(keep=settings.keep_run_dirs)
+    return True

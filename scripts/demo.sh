@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 BIN=$PWD/.venv/bin
 PORT=${DTMA_PORT:-8000}
 CONSOLE="http://127.0.0.1:$PORT"
+umask 077  # the console's log, its database and demo.env: for this user only
 mkdir -p .data && chmod 700 .data
 
 "$BIN/dtma-console" sandbox up --droplets "${DTMA_DEMO_DROPLETS:-3}"
@@ -13,8 +14,11 @@ inventory=$("$BIN/dtma-console" sandbox inventory)
 sandbox_dir=$(dirname "$(dirname "$inventory")")
 echo "Inventory: $inventory"
 
-# The console's configuration for the sandbox, kept for `make demo` reruns and for you.
+# The console's configuration for the sandbox, kept for `make demo` reruns and for you
+# (`source .data/demo.env` before other dtma-console commands). DTMA_DEMO=1: this console
+# may keep a generated master key in .data (a production console refuses to start so).
 cat > .data/demo.env <<ENV
+export DTMA_DEMO=1
 export ANSIBLE_CONFIG=$PWD/ansible.cfg
 export DTMA_DO_API_URL=http://127.0.0.1:${DTMA_SANDBOX_API_PORT:-8089}/v2
 export DTMA_DO_API_TOKEN=$(cat "$sandbox_dir/do_token")
@@ -66,3 +70,4 @@ echo
 echo "Console: $CONSOLE  (log: .data/console.log, stop: make down)"
 echo "API docs: $CONSOLE/docs"
 echo "Admin token: $admin_token"
+echo "Other dtma-console commands: source .data/demo.env first"

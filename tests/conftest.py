@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from api.vault.crypto import generate_master_key
+from api.vault.master import write_key_file
 from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 
 SANDBOX_DROPLETS = int(os.environ.get("DTMA_TEST_DROPLETS", "3"))
 # No background monitoring loop in any app a test builds; tests drive cycles themselves.
 os.environ.setdefault("DTMA_MONITOR_INTERVAL", "0")
+# One master key for every console of the session (the vault's keyring is process-wide),
+# in a key file outside any data directory, as the service requires without DTMA_DEMO=1.
+_MASTER_KEY_DIR = Path(tempfile.mkdtemp(prefix="dtma-test-master-key-"))
+if not os.environ.get("DTMA_MASTER_KEY") and not os.environ.get("DTMA_MASTER_KEY_FILE"):
+    write_key_file(_MASTER_KEY_DIR / "master.key", generate_master_key(), exclusive=True)
+    os.environ["DTMA_MASTER_KEY_FILE"] = str(_MASTER_KEY_DIR / "master.key")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_MASTER_KEY_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from api.monitoring.events import AlertEvent, alert_event
 from api.monitoring.limits import Limits
 from api.monitoring.metrics import ALERT_EVENTS, RECOVERY_RUNS
 from api.monitoring.models import Alert, MonitoringSettings, RecoveryAttempt
-from api.secret_box import unseal
+from api.secret_box import unseal_from
 from api.services import actions
 from api.services.actions import Action
 from api.services.runs import IN_FLIGHT, Target
@@ -169,9 +169,8 @@ class Recovery:
     def _prepare(self, session: Session, alert: Alert, toolbox: Toolbox, now: datetime) -> Plan:
         action_name = recovery_action(alert.check)
         if action_name == "dtma.restart":
-            action = actions.dtma_action(
-                "restart", self._context.settings, unseal(toolbox.agent_token_ciphertext)
-            )
+            token = unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+            action = actions.dtma_action("restart", self._context.settings, token)
         else:
             action = actions.tool_action("restart", str(tool_of(alert.check)))
         attempt = RecoveryAttempt(

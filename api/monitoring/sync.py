@@ -29,7 +29,7 @@ from api.monitoring.metrics import ALERT_EVENTS, SYNC_DURATION, SYNC_TOOLBOXES
 from api.monitoring.models import Alert, CheckState, MonitoringSettings
 from api.monitoring.observe import Observation, Observer, Target
 from api.monitoring.store import STATUS_BY_SOURCE, record_observation
-from api.secret_box import unseal
+from api.secret_box import unseal_from
 from api.services.credentials import CredentialSource
 from api.services.probe import SshTarget
 from api.settings import Settings
@@ -98,7 +98,7 @@ def _target(toolbox: Toolbox, credentials: CredentialSource) -> Target:
         toolbox_id=toolbox.id,
         name=toolbox.name,
         address=toolbox.address,
-        agent_token=unseal(toolbox.agent_token_ciphertext),
+        agent_token=unseal_from(toolbox, Toolbox.agent_token_ciphertext),
         ssh=ssh,
     )
 

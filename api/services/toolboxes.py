@@ -23,7 +23,7 @@ import runner
 from api.context import Context
 from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
-from api.secret_box import seal, unseal
+from api.secret_box import seal_into, unseal_from
 from api.services import audit
 from api.services.agent import AgentError
 from api.services.digitalocean import DropletInfo
@@ -80,7 +80,8 @@ def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportRepo
         listed.add(droplet.id)
         toolbox = existing.get(droplet.id)
         if toolbox is None:
-            toolbox = Toolbox(droplet_id=droplet.id, agent_token_ciphertext=seal(new_agent_token()))
+            toolbox = Toolbox(droplet_id=droplet.id)
+            seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
             session.add(toolbox)
             report.created.append(droplet.name)
         else:
@@ -161,9 +162,9 @@ def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return None
-        changed = learnt and unseal(toolbox.agent_token_ciphertext) != token
+        changed = learnt and unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
         if changed:
-            toolbox.agent_token_ciphertext = seal(str(token))
+            seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
         if learnt:
             detail = "learnt the agent token from the droplet" if changed else "token unchanged"
         else:
@@ -218,7 +219,7 @@ def _agent_reach(context: Context, toolbox_id: str) -> tuple[str, str | None, st
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return "", None, ""
-        return toolbox.name, toolbox.address, unseal(toolbox.agent_token_ciphertext)
+        return toolbox.name, toolbox.address, unseal_from(toolbox, Toolbox.agent_token_ciphertext)
 
 
 async def read_agent(

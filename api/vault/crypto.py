@@ -5,9 +5,15 @@ may be configured, comma-separated: the first seals, every one of them unseals, 
 master key can be rotated (`dtma-console keys rotate-master`) without a moment in which
 stored secrets cannot be read.
 
-A sealed value is `v1:<key id>:<base64(nonce || AES-256-GCM ciphertext+tag)>`. The key id
+A sealed value is `v2:<key id>:<base64(nonce || AES-256-GCM ciphertext+tag)>`. The key id
 (first 8 hex digits of the SHA-256 of the key) names the master key without revealing it,
 so unsealing never guesses and rotation can tell which rows still use an old key.
+
+Every value is sealed for one place, its *binding* (`table.column/row id`, see
+api/secret_box.py), which is the AES-GCM associated data: a sealed value copied into another
+row or column (an agent token pasted over another toolbox's, a key moved to another
+toolbox) does not open there. `v1` values (before bindings, one fixed associated data) are
+opened only by the migration that re-sealed them (1402_vault_bindings).
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-FORMAT = "v1"
+FORMAT = "v2"
+FORMAT_V1 = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
-# Binds every ciphertext to this scheme: a blob made for something else does not verify.
-_AAD = b"dtma-vault-v1"
+# Binds every ciphertext to this scheme (and, from v2 on, to its binding).
+_AAD_V2 = b"dtma-vault-v2\x00"
+_AAD_V1 = b"dtma-vault-v1"
 
 
 class MasterKeyError(ValueError):
@@ -97,14 +105,33 @@ class Keyring:
     def key_ids(self) -> list[str]:
         return [k.id for k in self._keys]
 
-    def seal(self, plaintext: str) -> str:
+    def seal(self, plaintext: str, binding: str) -> str:
+        """`plaintext` sealed for the place named by `binding` under the primary key."""
+        return self._seal(plaintext, FORMAT, _aad(binding))
+
+    def unseal(self, sealed: str, binding: str) -> str:
+        """The plaintext of a value sealed for `binding`; SealError for any other place,
+        an unknown key, a v1 value or an altered one."""
+        return self._open(sealed, FORMAT, _aad(binding))
+
+    def seal_v1(self, plaintext: str) -> str:
+        """A v1 value (no binding): only for downgrading the 1402_vault_bindings migration."""
+        return self._seal(plaintext, FORMAT_V1, _AAD_V1)
+
+    def unseal_v1(self, sealed: str) -> str:
+        """A v1 value's plaintext: only for the 1402_vault_bindings migration (re-sealing)."""
+        return self._open(sealed, FORMAT_V1, _AAD_V1)
+
+    def _seal(self, plaintext: str, version: str, aad: bytes) -> str:
         key = self._keys[0]
         nonce = os.urandom(NONCE_BYTES)
-        blob = nonce + key.aead.encrypt(nonce, plaintext.encode(), _AAD)
-        return f"{FORMAT}:{key.id}:{base64.b64encode(blob).decode()}"
+        blob = nonce + key.aead.encrypt(nonce, plaintext.encode(), aad)
+        return f"{version}:{key.id}:{base64.b64encode(blob).decode()}"
 
-    def unseal(self, sealed: str) -> str:
-        found_id = sealed_key_id(sealed)
+    def _open(self, sealed: str, version: str, aad: bytes) -> str:
+        found_version, found_id = sealed_version(sealed), sealed_key_id(sealed)
+        if found_version != version:
+            raise SealError(f"value is sealed in format {found_version}, {version} expected")
         key = self._by_id.get(found_id)
         if key is None:
             raise SealError(
@@ -113,23 +140,38 @@ class Keyring:
             )
         try:
             blob = base64.b64decode(sealed.split(":", 2)[2], validate=True)
-            return key.aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _AAD).decode()
+            return key.aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad).decode()
         except (InvalidTag, binascii.Error, ValueError) as error:
             raise SealError(
-                f"sealed value does not verify under master key {found_id}: it was altered "
-                "or the key with that id is not the one that sealed it"
+                f"sealed value does not verify under master key {found_id}: it was altered, "
+                "sealed for another row or column, or the key with that id is not the one "
+                "that sealed it"
             ) from error
 
     def needs_reseal(self, sealed: str) -> bool:
-        """True when `sealed` is not under the primary key (or not sealed at all)."""
+        """True when `sealed` is not a current-format value under the primary key."""
         try:
-            return sealed_key_id(sealed) != self.primary_id
+            return sealed_version(sealed) != FORMAT or sealed_key_id(sealed) != self.primary_id
         except SealError:
             return True
 
 
-def sealed_key_id(sealed: str) -> str:
+def _aad(binding: str) -> bytes:
+    if not binding:
+        raise ValueError("a sealed value needs a binding (table.column/row id)")
+    return _AAD_V2 + binding.encode()
+
+
+def _parts(sealed: str) -> list[str]:
     parts = sealed.split(":", 2)
-    if len(parts) != 3 or parts[0] != FORMAT or len(parts[1]) != 8:
+    if len(parts) != 3 or parts[0] not in (FORMAT, FORMAT_V1) or len(parts[1]) != 8:
         raise SealError("value is not in the vault's sealed format")
-    return parts[1]
+    return parts
+
+
+def sealed_version(sealed: str) -> str:
+    return _parts(sealed)[0]
+
+
+def sealed_key_id(sealed: str) -> str:
+    return _parts(sealed)[1]

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.models import utcnow
-from api.secret_box import seal, unseal
+from api.secret_box import seal_into, unseal_from
 from api.vault.models import ToolboxSshKey
 from api.vault.sshkeys import KeyPair
 
@@ -47,9 +47,9 @@ def add_pending(session: Session, toolbox_id: str, pair: KeyPair) -> ToolboxSshK
         state="pending",
         public_key=pair.public_openssh,
         fingerprint=pair.fingerprint,
-        private_key_sealed=seal(pair.private_openssh),
         created_at=utcnow(),
     )
+    seal_into(key, ToolboxSshKey.private_key_sealed, pair.private_openssh)
     session.add(key)
     session.flush()
     return key
@@ -58,7 +58,7 @@ def add_pending(session: Session, toolbox_id: str, pair: KeyPair) -> ToolboxSshK
 def private_key(key: ToolboxSshKey) -> str:
     if key.private_key_sealed is None:
         raise ValueError(f"key {key.fingerprint} has no private key any more ({key.state})")
-    return unseal(key.private_key_sealed)
+    return unseal_from(key, ToolboxSshKey.private_key_sealed)
 
 
 def activate(session: Session, key: ToolboxSshKey) -> ToolboxSshKey | None:

@@ -1,5 +1,6 @@
 """Every column that holds a sealed secret, and the operations over all of them: checking
-that the configured master keys open them, and re-sealing them under the primary key."""
+that the configured master keys open them, and re-sealing them under the primary key (each
+value for its own table, column and row: api/secret_box.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from api.models import Toolbox
-from api.vault.crypto import Keyring, SealError, sealed_key_id
+from api.secret_box import column_binding
+from api.vault.crypto import FORMAT_V1, Keyring, SealError, sealed_key_id, sealed_version
 from api.vault.models import ToolboxSshKey, VaultCheck
 
 # Written by api/secret_box.py before the vault existed: not encrypted, only marked.
@@ -60,6 +62,22 @@ class ResealReport:
         )
 
 
+def _binding(row: Any, column: InstrumentedAttribute[Any]) -> str:
+    mapper = inspect(type(row))
+    [key] = mapper.primary_key
+    return column_binding(column, getattr(row, mapper.get_property_by_column(key).key))
+
+
+def _open(keyring: Keyring, value: str, binding: str) -> tuple[str, str]:
+    """(plaintext, what it was under: "plain" or a key id) of a stored value in any
+    format this console ever wrote."""
+    if value.startswith(LEGACY_PLAIN):
+        return value.removeprefix(LEGACY_PLAIN), "plain"
+    if sealed_version(value) == FORMAT_V1:
+        return keyring.unseal_v1(value), sealed_key_id(value)
+    return keyring.unseal(value, binding), sealed_key_id(value)
+
+
 def reseal_all(session: Session, keyring: Keyring) -> ResealReport:
     """Every sealed value not under the primary key, re-sealed under it (in the caller's
     transaction: all or nothing). SealError if any value cannot be opened."""
@@ -70,11 +88,9 @@ def reseal_all(session: Session, keyring: Keyring) -> ResealReport:
             report.total += 1
             if not keyring.needs_reseal(value):
                 continue
-            if value.startswith(LEGACY_PLAIN):
-                plaintext, origin = value.removeprefix(LEGACY_PLAIN), "plain"
-            else:
-                plaintext, origin = keyring.unseal(value), sealed_key_id(value)
-            setattr(row, column.key, keyring.seal(plaintext))
+            binding = _binding(row, column)
+            plaintext, origin = _open(keyring, value, binding)
+            setattr(row, column.key, keyring.seal(plaintext, binding))
             report.resealed[origin] += 1
     session.flush()
     return report
@@ -87,7 +103,8 @@ def reseal_legacy(session: Session, keyring: Keyring) -> int:
         for row in _rows(session, column):
             value = getattr(row, column.key)
             if value.startswith(LEGACY_PLAIN):
-                setattr(row, column.key, keyring.seal(value.removeprefix(LEGACY_PLAIN)))
+                plaintext = value.removeprefix(LEGACY_PLAIN)
+                setattr(row, column.key, keyring.seal(plaintext, _binding(row, column)))
                 count += 1
     session.flush()
     return count

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.context import Context
 from api.db import session_scope
+from api.secret_box import column_binding
 from api.vault import sealed
 from api.vault.credentials import VaultCredentialSource
 from api.vault.crypto import MasterKeyError, SealError
@@ -39,12 +40,14 @@ def verify_database(session: Session, loaded: LoadedKeyring) -> int:
     values and records the check value on first use. Returns how many it sealed."""
     keyring = loaded.keyring
     check = session.get(VaultCheck, _CHECK_ID)
+    binding = column_binding(VaultCheck.sealed, _CHECK_ID)
     if check is None:
-        session.add(VaultCheck(id=_CHECK_ID, sealed=keyring.seal(secrets.token_hex(16))))
+        check_value = keyring.seal(secrets.token_hex(16), binding)
+        session.add(VaultCheck(id=_CHECK_ID, sealed=check_value))
         session.flush()
     else:
         try:
-            keyring.unseal(check.sealed)
+            keyring.unseal(check.sealed, binding)
         except SealError as error:
             raise _refuse(loaded.origin, str(error)) from None
     unknown = {

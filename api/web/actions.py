@@ -21,7 +21,7 @@ from api.models import Toolbox, User
 from api.routes.runs import cancel_run, get_run, run_events
 from api.schemas.actions import TOOL_NAME
 from api.schemas.runs import RunOut
-from api.secret_box import unseal
+from api.secret_box import unseal_from
 from api.services import actions
 from api.services.actions import Action
 from api.services.execution import start
@@ -76,7 +76,7 @@ async def agent_action(
     db: SessionDep,
 ) -> HTMLResponse:
     def make(toolbox: Toolbox) -> Action:
-        token = unseal(toolbox.agent_token_ciphertext)
+        token = unseal_from(toolbox, Toolbox.agent_token_ciphertext)
         return actions.dtma_action(kind, context.settings, token)
 
     what = f"{kind.capitalize()} the agent"

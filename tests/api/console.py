@@ -34,7 +34,6 @@ def console_env(
         "DTMA_SSH_KEY_FILE": str(sandbox.operator_key),
         "DTMA_KNOWN_HOSTS_FILE": str(sandbox.known_hosts),
         "DTMA_INVENTORY": str(sandbox.inventory),
-        "DTMA_MASTER_KEY_FILE": str(workdir / "master.key"),
         "DTMA_RUNS_DIR": str(workdir / "runs"),
         "DTMA_MONITOR_INTERVAL": "0",
         "DTMA_LOG_LEVEL": "INFO",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import hash_token
 from api.models import ApiToken, Toolbox
-from api.secret_box import seal
+from api.secret_box import seal_into
 from tests.api.conftest import JWT_AUDIENCE, JWT_ISSUER
 
 SECRET = "test-jwt-secret-0123456789abcdef"
@@ -37,8 +37,8 @@ def alices_toolbox(db: Session, alice: dict[str, str]) -> str:
         droplet_id=101,
         name="toolbox-a",
         owner_id=alice["id"],
-        agent_token_ciphertext=seal("agent-token"),
     )
+    seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token")
     db.add(toolbox)
     db.commit()
     return toolbox.id

@@ -26,7 +26,6 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {
         **os.environ,
         "DTMA_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-        "DTMA_MASTER_KEY_FILE": str(tmp_path / "master.key"),
     }
 
 

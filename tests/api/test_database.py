@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select
 from api import migrate
 from api.db import make_engine, session_scope
 from api.models import RunEvent, Toolbox, User, load_all_models
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.settings import Settings
 
 
@@ -49,9 +49,9 @@ def test_datetimes_come_back_timezone_aware_and_json_round_trips(empty_database_
             droplet_id=2**40,
             name="toolbox-x",
             owner_id=owner.id,
-            agent_token_ciphertext=seal("t"),
             last_state={"status": {"source": "agent"}},
         )
+        seal_into(toolbox, Toolbox.agent_token_ciphertext, "t")
         session.add(toolbox)
     with session_scope(sessions) as session:
         stored = session.scalar(select(Toolbox).where(Toolbox.name == "toolbox-x"))

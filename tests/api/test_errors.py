@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import AuditEntry, Run, Toolbox
-from api.secret_box import seal
+from api.secret_box import seal_into
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
@@ -28,8 +28,8 @@ def toolbox_id(db: Session, alice: dict[str, str]) -> str:
         name="toolbox-7",
         owner_id=alice["id"],
         address="127.0.24.250",
-        agent_token_ciphertext=seal("agent-token-for-tests-0123456789"),
     )
+    seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
     db.add(toolbox)
     db.commit()
     return toolbox.id

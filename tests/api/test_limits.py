@@ -21,7 +21,7 @@ from api.app import create_app
 from api.context import Context
 from api.errors import TooManyRequests
 from api.models import Run, Toolbox
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.services.limits import FollowSlots
 from api.settings import Settings
 from api.vault.models import ToolboxHostKey
@@ -51,8 +51,8 @@ def toolbox(db: Session, owner_id: str, droplet_id: int, address: str | None = N
         name=f"toolbox-{droplet_id}",
         owner_id=owner_id,
         address=address,
-        agent_token_ciphertext=seal("agent-token"),
     )
+    seal_into(row, Toolbox.agent_token_ciphertext, "agent-token")
     db.add(row)
     db.commit()
     return row

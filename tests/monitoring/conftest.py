@@ -30,7 +30,7 @@ from api.context import Context
 from api.db import session_scope
 from api.models import Toolbox
 from api.monitoring import Monitor
-from api.secret_box import seal
+from api.secret_box import seal_into
 from api.services import users
 from api.settings import Settings
 from sandbox.fleet import SandboxInfo
@@ -293,9 +293,9 @@ def sqlite_context(tmp_path: Path) -> Iterator[Context]:
 def add_toolbox(sessions: sessionmaker[Session], name: str, owner_id: str | None = None) -> str:
     with session_scope(sessions) as session:
         toolbox = Toolbox(
-            droplet_id=abs(hash(name)) % 10**9, name=name, address="127.0.0.1",
-            owner_id=owner_id, agent_token_ciphertext=seal("t" * 32),
+            droplet_id=abs(hash(name)) % 10**9, name=name, address="127.0.0.1", owner_id=owner_id,
         )  # fmt: skip
+        seal_into(toolbox, Toolbox.agent_token_ciphertext, "t" * 32)
         session.add(toolbox)
         session.flush()
         return toolbox.id

@@ -222,3 +222,40 @@ def test_the_install_sentence_names_the_versions_it_knows(
                  "healthy": True, "rolled_back": False}  # fmt: skip
     data = {"per_host": {"toolbox-1": {"dtma_result": published}}}
     assert describe("dtma.install", ["toolbox-1"], "successful", None, data, {}) == sentence
+
+
+def test_no_log_inputs_are_masked_by_key_whatever_their_length_or_type() -> None:
+    redact = Redactor(["k9Zq1", "42"], secret_keys={"tool_instance_env", "probe_secret"})
+    data = {
+        "tool_instance_env": {"A": "k9Zq1", "B": "42"},
+        "probe_secret": 7,
+        "nested": [{"probe_secret": ["x"], "other": "plain"}],
+    }
+    assert redact(data) == {
+        "tool_instance_env": MASK,
+        "probe_secret": MASK,
+        "nested": [{"probe_secret": MASK, "other": "plain"}],
+    }
+
+
+def test_short_secrets_are_masked_as_whole_tokens_in_text() -> None:
+    redact = Redactor(["k9Zq1", "abc", "42"])
+    assert redact.text("env PASS=k9Zq1, 'k9Zq1'\n") == f"env PASS={MASK}, '{MASK}'\n"
+    assert redact.text("abc-def abcdef k9Zq1x") == f"{MASK}-def abcdef k9Zq1x"
+    # One- and two-character values are masked by key only: not every "42" in a text.
+    assert redact.text("rc 42") == "rc 42"
+
+
+def test_a_request_masks_its_no_log_options_by_name(tmp_path: Path) -> None:
+    from runner.request import RunRequest, validate_request
+
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("all: {}\n")
+    request = validate_request(
+        RunRequest(
+            playbook="probe.yml", hosts=["toolbox-1"], inventory=inventory,
+            extravars={"probe_value": "v", "probe_secret": "98765"},
+            playbook_dir=Path(__file__).parent / "playbooks",
+        )
+    )  # fmt: skip
+    assert request.secret_keys == {"probe_secret"} and "98765" in request.secrets

@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
+from api.secret_box import column_binding
 from api.services import users
 from api.vault import master
 from api.vault.crypto import Keyring, generate_master_key
@@ -133,7 +134,10 @@ class VaultConsole:
         active = [k for k in self.keys(toolbox_name) if k.state == "active"]
         assert len(active) == 1, [(k.state, k.fingerprint) for k in self.keys(toolbox_name)]
         assert active[0].private_key_sealed is not None
-        private = self.keyring.unseal(active[0].private_key_sealed)
+        sealed = active[0].private_key_sealed
+        private = self.keyring.unseal(
+            sealed, column_binding(ToolboxSshKey.private_key_sealed, active[0].id)
+        )
         self.private_keys.add(private)
         return private
 

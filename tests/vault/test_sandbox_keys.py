@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from api.models import AuditEntry, Toolbox
+from api.secret_box import column_binding
 from api.vault import sealed
 from api.vault.crypto import Keyring, generate_master_key
 from api.vault.sshkeys import key_material
@@ -394,7 +395,9 @@ def test_database_holds_no_plaintext_secret(
     engine = vault_console.engine()
     with Session(engine) as session:
         agent_tokens = [
-            vault_console.keyring.unseal(t.agent_token_ciphertext)
+            vault_console.keyring.unseal(
+                t.agent_token_ciphertext, column_binding(Toolbox.agent_token_ciphertext, t.id)
+            )
             for t in session.scalars(select(Toolbox))
         ]
         session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))

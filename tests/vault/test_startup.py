@@ -14,6 +14,7 @@ from api import migrate
 from api.context import Context
 from api.db import session_scope
 from api.models import Toolbox
+from api.secret_box import column_binding
 from api.settings import Settings
 from api.vault import sealed
 from api.vault.crypto import Keyring, MasterKeyError, generate_master_key
@@ -62,10 +63,16 @@ def test_secrets_sealed_before_the_vault_are_sealed_at_start(database: str) -> N
     context = opened(database, generate_master_key())
     with session_scope(context.sessions) as session:
         stored = session.scalar(select(Toolbox.agent_token_ciphertext))
-        assert stored is not None and stored.startswith(f"v1:{active_keyring().primary_id}:")
-        assert active_keyring().unseal(stored) == "legacy-agent-token"
+        assert stored is not None and stored.startswith(f"v2:{active_keyring().primary_id}:")
+        token = active_keyring().unseal(
+            stored, column_binding(Toolbox.agent_token_ciphertext, "t1")
+        )
+        assert token == "legacy-agent-token"
         assert set(sealed.key_usage(session)) == {active_keyring().primary_id}
     context.engine.dispose()
+
+
+T8_TOKEN = column_binding(Toolbox.agent_token_ciphertext, "t8")
 
 
 def test_reseal_moves_every_secret_to_the_first_key(database: str) -> None:
@@ -74,9 +81,10 @@ def test_reseal_moves_every_secret_to_the_first_key(database: str) -> None:
     with session_scope(context.sessions) as session:
         session.add(
             Toolbox(
+                id="t8",
                 droplet_id=8,
                 name="toolbox-8",
-                agent_token_ciphertext=Keyring.parse(old, origin="t").seal("tok"),
+                agent_token_ciphertext=Keyring.parse(old, origin="t").seal("tok", T8_TOKEN),
             )
         )
     both = Keyring.parse(f"{new},{old}", origin="t")
@@ -87,7 +95,7 @@ def test_reseal_moves_every_secret_to_the_first_key(database: str) -> None:
         assert set(sealed.key_usage(session)) == {both.primary_id}
         assert (
             Keyring.parse(new, origin="t").unseal(
-                session.scalars(select(Toolbox.agent_token_ciphertext)).one()
+                session.scalars(select(Toolbox.agent_token_ciphertext)).one(), T8_TOKEN
             )
             == "tok"
         )

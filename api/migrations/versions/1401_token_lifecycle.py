@@ -2,7 +2,7 @@
 (issuer + subject) kept apart from local users
 
 Revision ID: 1401_token_lifecycle
-Revises: 1801_metrics_history
+Revises: 1402_vault_bindings
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1401_token_lifecycle"
-down_revision = "1801_metrics_history"
+down_revision = "1402_vault_bindings"
 branch_labels = None
 depends_on = None
 
