@@ -19,7 +19,7 @@ from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import TOOL_NAME, DeployTool
 from api.schemas.observations import Observation
-from api.services import actions, observe
+from api.services import actions, limits, observe
 from api.services.agent import AgentError
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/tools", tags=["tools"])
@@ -115,12 +115,14 @@ async def remove_tool(
     responses={
         200: {"content": {"text/plain": {}}, "description": "Log lines, streamed"},
         404: {"description": "No such tool instance on the toolbox"},
+        429: {"description": "Too many followed streams (`too_many_follows`, `follows_exhausted`)"},
         502: {"description": "The agent did not answer"},
     },
 )
 async def tool_logs(
     name: ToolNamePath,
     toolbox: ToolboxDep,
+    user: UserDep,
     context: ContextDep,
     tail: Annotated[int, Query(ge=0, le=LOGS_TAIL_MAX)] = 100,
     since: Annotated[datetime | None, Query(description="Only lines after this time")] = None,
@@ -135,6 +137,8 @@ async def tool_logs(
     if since is not None:
         params["since"] = since.isoformat()
     stack = AsyncExitStack()
+    if follow:  # each follow holds an agent connection for as long as it lasts: bounded
+        stack.callback(limits.take_follow(context.follows, context.settings, user))
     try:
         upstream = await stack.enter_async_context(
             context.agent.open_logs(reach.address, reach.agent_token, name, params)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import TooManyRequests
 from api.models import Run, User
+from api.settings import Settings
 
 T = TypeVar("T")
 IN_FLIGHT = ("queued", "running")
@@ -73,6 +74,12 @@ class FollowSlots:
     def open_for(self, user_id: str) -> int:
         with self._lock:
             return self._by_user[user_id]
+
+
+def take_follow(slots: FollowSlots, settings: Settings, user: User) -> Callable[[], None]:
+    """One more followed stream for `user` within DTMA_MAX_FOLLOWS_PER_USER and
+    DTMA_MAX_FOLLOWS; returns its release."""
+    return slots.take(user.id, per_user=settings.max_follows_per_user, overall=settings.max_follows)
 
 
 def check_runs_of(sessions: sessionmaker[Session], user: User | None, limit: int) -> None:

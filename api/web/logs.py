@@ -123,7 +123,7 @@ async def log_stream(
     try:
         toolbox = await run_in_threadpool(visible_toolbox, db, browser.user, toolbox_id)
         upstream = await tool_logs(
-            name=name, toolbox=toolbox, context=context,
+            name=name, toolbox=toolbox, user=browser.user, context=context,
             tail=LOGS_TAIL_MAX if resume else tail, since=resume.since if resume else None,
             timestamps=True, follow=True,
         )  # fmt: skip
@@ -155,7 +155,7 @@ async def log_download(
 ) -> StreamingResponse:
     toolbox = await run_in_threadpool(visible_toolbox, db, browser.user, toolbox_id)
     response = await tool_logs(
-        name=name, toolbox=toolbox, context=context, tail=tail, since=None,
+        name=name, toolbox=toolbox, user=browser.user, context=context, tail=tail, since=None,
         timestamps=True, follow=False,
     )  # fmt: skip
     filename = f"{toolbox.name}-{name}.log"
