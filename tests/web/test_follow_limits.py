@@ -51,7 +51,7 @@ def test_a_user_follows_at_most_max_streams_and_a_closed_one_frees_its_slot(
             # Not following, a read of the logs is not bounded.
             assert http.get(logs, params={"tail": 1}).status_code == 200
         # The web stream closed: its slot is back; another user has slots of their own.
-        other = {"Authorization": f"Bearer {console.token('follow-other')}"}
+        other = {"Authorization": f"Bearer {console.token('follow-other', admin=True)}"}
         with (
             following(http, logs) as again,
             httpx.Client(base_url=console.url, headers=other, timeout=60) as them,
