@@ -7,6 +7,7 @@ import json
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from api import migrate, monitoring
 from api.context import Context
@@ -35,6 +36,17 @@ def _context() -> Context:
     return context
 
 
+def _settings() -> Settings:
+    """The settings, or exit 1 with what is wrong with them (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "settings"
+            typer.secho(f"error: {where}: {problem['msg']}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+
+
 def _fail(error: ApiError) -> typer.Exit:
     typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
@@ -47,7 +59,7 @@ def serve(
     """Run the console's HTTP service (migrates the database first)."""
     from api.app import create_app
 
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),

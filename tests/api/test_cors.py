@@ -5,6 +5,9 @@ listed gets no CORS header at all, pages of the web console never answer cross-o
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -12,6 +15,7 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from api.settings import Settings
+from tests.api.console import CLI
 
 LISTED = "http://127.0.0.2:5173"
 FUNCTIONS_JS_HEADERS = "authorization, x-client-info, apikey, content-type"
@@ -85,3 +89,13 @@ def test_unlisted_headers_and_other_paths_get_no_cors(client: httpx.Client) -> N
 def test_wildcards_and_non_origins_stop_the_start(value: str) -> None:
     with pytest.raises(ValidationError, match="DTMA_CORS_ORIGINS"):
         Settings(cors_origins=value)  # type: ignore[arg-type]
+
+
+def test_the_service_refuses_to_start_with_a_wildcard_origin() -> None:
+    env = {**os.environ, "DTMA_CORS_ORIGINS": "https://app.example.test,*"}
+    started = subprocess.run(
+        [str(CLI), "serve", "--port", "9"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert started.returncode == 1
+    assert "DTMA_CORS_ORIGINS must list exact origins" in started.stderr
+    assert "'*' is refused" in started.stderr and "Traceback" not in started.stderr
