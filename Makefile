@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap image demo test lint unit pytest molecule bench clean down
+.PHONY: bootstrap image demo demo-distributed down-distributed test lint unit pytest molecule bench clean down
 
 bootstrap: ## Debian packages, uv, .venv, a running dockerd (idempotent)
 	@bash scripts/bootstrap.sh
@@ -14,6 +14,12 @@ image: bootstrap ## The droplet image, built only when its recipe changed
 
 demo: image ## Sandbox fleet + console, and how to log in
 	@bash scripts/demo.sh
+
+demo-distributed: image ## Sandbox fleet + Redis + PostgreSQL + 2 workers + 2 consoles
+	@bash scripts/demo-distributed.sh
+
+down-distributed: ## Stop what demo-distributed started (by PID)
+	@bash scripts/demo-distributed.sh down
 
 test: image lint pytest molecule ## The whole suite, as CI runs it
 

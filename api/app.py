@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from api import __version__, migrate, web
 from api.context import Context
@@ -15,8 +14,6 @@ from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
 from api.routes import compat, dtma, health, runs, tokens, toolboxes, tools
-from api.services.agent import AgentClient
-from api.services.runs import RunManager
 from api.settings import Settings
 from api.vault import router as vault
 from api.vault.startup import open_vault
@@ -29,16 +26,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate.upgrade(context.engine)
         open_vault(context)
-        context._agent = AgentClient(
-            port=context.settings.agent_port, timeout=context.settings.agent_timeout
-        )
-        context._runs = RunManager(context)
-        await run_in_threadpool(context.runs.recover_interrupted)
         try:
-            yield
+            async with context.running(monitor=True):
+                yield
         finally:
-            await context.runs.shutdown()
-            await context.agent.aclose()
             context.engine.dispose()
 
     app = FastAPI(

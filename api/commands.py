@@ -1,5 +1,5 @@
 """Console commands for `dtma-console` (wired into the top-level app by api/cli.py):
-`serve`, `token create`, `sync`, `notify test`."""
+`serve`, `worker`, `db upgrade`, `token create`, `sync`, `notify test`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from api.vault.crypto import MasterKeyError
 from api.vault.startup import use_vault
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="The console's database.", no_args_is_help=True)
 notify_app = typer.Typer(help="Alert notifications (webhooks, Apprise).", no_args_is_help=True)
 
 
@@ -68,6 +69,54 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+def worker(
+    concurrency: int = typer.Option(
+        2, "--concurrency", min=1, max=256, help="Runs this worker executes at once."
+    ),
+    queues: str | None = typer.Option(
+        None,
+        "--queues",
+        help="Comma-separated Celery queues to take runs from (default DTMA_RUN_QUEUE).",
+    ),
+) -> None:
+    """Execute runs sent by console processes in celery mode (DTMA_EXECUTOR=celery): a
+    Celery worker on DTMA_BROKER_URL sharing DTMA_DATABASE_URL and the master key."""
+    from api.executors.worker import serve_worker
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if settings.broker_url is None:
+        typer.secho("error: the worker needs DTMA_BROKER_URL (redis://...)", err=True, fg="red")
+        raise typer.Exit(code=1)
+    context = Context.build(settings)
+    if migrate.pending(context.engine):
+        typer.secho(
+            "error: the database is not migrated: run `dtma-console db upgrade` first",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(code=1)
+    try:
+        use_vault(context)
+    except MasterKeyError as error:
+        typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from error
+    names = [q.strip() for q in (queues or settings.run_queue).split(",") if q.strip()]
+    serve_worker(context, concurrency, names or [settings.run_queue])
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (for a shared database, before starting consoles and
+    workers; an embedded `serve` also migrates when it starts)."""
+    settings = Settings()
+    context = Context.build(settings)
+    was_pending = migrate.pending(context.engine)
+    migrate.upgrade(context.engine)
+    context.engine.dispose()
+    typer.echo("database migrated" if was_pending else "database already up to date")
 
 
 @token_app.command("create")
@@ -146,6 +195,7 @@ def sync() -> None:
     except ApiError as error:
         raise _fail(error) from error
     typer.echo(f"sync: {report.summary()}")
+    toolboxes.refresh_run_inventory(context)
     for name in report.created:
         typer.echo(f"created\t{name}")
     for name in report.removed:

@@ -1,8 +1,12 @@
 """Everything a request needs that lives as long as the app: settings, the database, the
-agent client and the run manager. Built once by create_app and kept on app.state."""
+credential source, and the long-lived parts it starts and stops (agent client, run
+manager, and for the served console the monitor with its periodic cycle). Built once by
+create_app and kept on app.state; commands and workers use it the same way."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,6 +19,8 @@ from api.services.limits import FollowSlots, ProbePool
 from api.settings import Settings
 
 if TYPE_CHECKING:
+    from api.monitoring.scheduler import Scheduler
+    from api.monitoring.service import Monitor
     from api.services.agent import AgentClient
     from api.services.runs import RunManager
 
@@ -25,9 +31,11 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     credentials: CredentialSource
-    # Set during the app's lifespan (they need the running event loop).
+    # Made by start() (they need the running event loop), ended by stop().
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
+    _monitor: Monitor | None = field(default=None, repr=False)
+    _scheduler: Scheduler | None = field(default=None, repr=False)
     # Bounds on load (api/services/limits.py): followed log streams, SSH-probe threads.
     follows: FollowSlots = field(default_factory=FollowSlots, repr=False)
     probes: ProbePool = field(default_factory=ProbePool, repr=False)
@@ -42,11 +50,82 @@ class Context:
             credentials=OperatorKeySource(settings),
         )
 
+    async def start(self, *, runs: bool = True, monitor: bool = False) -> None:
+        """Create and start the long-lived parts: the agent client; unless `runs` is False
+        (a worker executes runs but manages none), the run manager of the configured
+        executor (which recovers this host's dead processes' runs and starts its heartbeat
+        and reaper); with `monitor` (the served console), the monitor, hooked after every
+        run, and its periodic cycle (led by one console process at a time)."""
+        from api.services.agent import AgentClient
+        from api.services.runs import LocalRunManager
+
+        self._agent = AgentClient(
+            port=self.settings.agent_port, timeout=self.settings.agent_timeout
+        )
+        if not runs:
+            return
+        manager: RunManager
+        if self.settings.executor == "celery":
+            from api.executors.remote import CeleryRunManager
+
+            manager = CeleryRunManager(self)
+        else:
+            manager = LocalRunManager(self)
+        await manager.open()
+        self._runs = manager
+        if monitor:
+            await self._start_monitor()
+
+    async def _start_monitor(self) -> None:
+        from api.monitoring.leader import Leadership
+        from api.monitoring.scheduler import Scheduler
+        from api.monitoring.service import Monitor
+
+        self._monitor = await Monitor(self).__aenter__()
+        settings = self.settings
+        self._scheduler = Scheduler(
+            self._monitor,
+            settings.monitor_interval,
+            settings.monitor_jitter,
+            Leadership(self.engine),
+        )
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop in reverse order: the monitor, runs (bounded wait for their results), then
+        the agent client."""
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+            self._scheduler = None
+        if self._monitor is not None:
+            await self._monitor.aclose()
+            self._monitor = None
+        if self._runs is not None:
+            await self._runs.close()
+            self._runs = None
+        if self._agent is not None:
+            await self._agent.aclose()
+            self._agent = None
+
+    @asynccontextmanager
+    async def running(self, *, monitor: bool = False) -> AsyncIterator[Context]:
+        await self.start(monitor=monitor)
+        try:
+            yield self
+        finally:
+            await self.stop()
+
     @property
     def agent(self) -> AgentClient:
         if self._agent is None:
             raise RuntimeError("the agent client exists only while the app runs")
         return self._agent
+
+    @property
+    def monitor(self) -> Monitor:
+        if self._monitor is None:
+            raise RuntimeError("the monitor exists only while the console is served")
+        return self._monitor
 
     @property
     def runs(self) -> RunManager:

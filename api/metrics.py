@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
     "dtma_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
@@ -18,6 +18,12 @@ RUN_DURATION = Histogram(
     "Duration of finished playbook runs.",
     ["action", "status"],
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+
+RUNS_QUEUED = Gauge(
+    "dtma_runs_queued",
+    "Runs stored and waiting to execute (this process's queue with the local executor; "
+    "every console's with celery).",
 )
 
 

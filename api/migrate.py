@@ -9,9 +9,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# PostgreSQL advisory lock: console processes starting together migrate one after another.
+MIGRATION_LOCK_KEY = 0x64746D61_0000
 
 
 def alembic_config() -> Config:
@@ -24,8 +26,22 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     """To `revision`; by default every head (features add their own migration branches)."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def pending(engine: Engine) -> bool:
+    """True when the database is not at every head of the migration scripts."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current != set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -199,6 +199,14 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The lease: `<hostname>:<pid>` of the process executing the run, and its last beat.
+    owner: Mapped[str | None] = mapped_column(String(300))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The run's extra variables sealed with the master key, for a worker in another
+    # process (DTMA_EXECUTOR=celery); cleared when the run ends.
+    extravars_sealed: Mapped[str | None] = mapped_column(Text)
+    # Set by a cancel from any console process; the owner stops the run when it sees it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     toolbox: Mapped[Toolbox | None] = relationship()
 

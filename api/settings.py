@@ -10,7 +10,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     ssh_key_file: Path | None = None
     known_hosts_file: Path | None = None
     run_timeout: int = Field(default=600, ge=5, le=86_400)
+    # Where runs execute: `local` (in this process) or `celery` (on `dtma-console worker`
+    # processes reached through the broker at broker_url; only run ids travel through it).
+    executor: Literal["local", "celery"] = "local"
+    broker_url: SecretStr | None = None
+    run_queue: str = Field(default="dtma", pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # Celery queue
+    # A run whose owner has not heartbeaten for this long is marked `interrupted`.
+    run_lease_seconds: float = Field(default=30.0, ge=2, le=3600)
+    # Runs executing at once in this process (local executor); more wait `queued`.
+    max_concurrent_runs: int = Field(default=16, ge=1, le=1000)
 
     # DTMA agent on every toolbox
     agent_port: int = Field(default=30000, ge=1, le=65535)

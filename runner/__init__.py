@@ -11,8 +11,10 @@ from runner.catalog import PLAYBOOKS, PlaybookSpec
 from runner.errors import RequestError
 from runner.handle import RunHandle
 from runner.interface import run_playbook, start_run
+from runner.inventory import refresh_inventory
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
-from runner.request import RunRequest
+from runner.processes import stop_run_processes
+from runner.request import RunRequest, validate_request
 from runner.rundir import discard_run_dir
 
 __all__ = [
@@ -27,6 +29,9 @@ __all__ = [
     "RunStatus",
     "TaskOutcome",
     "discard_run_dir",
+    "refresh_inventory",
     "run_playbook",
     "start_run",
+    "stop_run_processes",
+    "validate_request",
 ]

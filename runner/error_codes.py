@@ -17,9 +17,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-# How a run ended, as the runner sees it (RunStatus, with host key problems told apart).
+# How a run ended, as the runner sees it (RunStatus, with host key problems told apart), or
+# why the console's inventory refused to start it (runner/inventory.py).
 Outcome = Literal[
-    "unreachable", "host_key_changed", "host_key_unknown", "timeout", "canceled", "error", "failed"
+    "unreachable",
+    "host_key_changed",
+    "host_key_unknown",
+    "timeout",
+    "canceled",
+    "error",
+    "failed",
+    "do_token_rejected",
+    "inventory_unavailable",
+    "toolbox_gone",
 ]
 
 
@@ -50,6 +60,25 @@ TABLE: tuple[ErrorCode, ...] = (
     ErrorCode("timeout", 504, "the run did not end within its time limit", outcome="timeout"),
     ErrorCode("canceled", 409, "the run was canceled on request", outcome="canceled"),
     ErrorCode("run_error", 502, "ansible could not run the playbook", outcome="error"),
+    # -- refused before ansible started, by the console's inventory (runner/inventory.py) ------
+    ErrorCode(
+        "do_token_rejected",
+        502,
+        "the DigitalOcean API refused the console's token (401): renew it, then sync",
+        outcome="do_token_rejected",
+    ),
+    ErrorCode(
+        "inventory_unavailable",
+        502,
+        "the toolbox is not in the cached inventory and the DigitalOcean API could not be read",
+        outcome="inventory_unavailable",
+    ),
+    ErrorCode(
+        "toolbox_gone",
+        404,
+        "the droplet is not among the tagged DigitalOcean droplets (any more)",
+        outcome="toolbox_gone",
+    ),
     # -- a role's failure, by the stable phrase of its message (first match wins) -----------
     # Before verify_failed: a rollback's reason quotes the verification that failed.
     ErrorCode(

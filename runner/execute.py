@@ -23,6 +23,7 @@ from runner.catalog import PROJECT_ROOT
 from runner.connection import ssh_environment
 from runner.events import EventNormaliser
 from runner.extravars import unsafe_yaml
+from runner.inventory import InventoryCache, RunInventory, uses_digitalocean
 from runner.models import ConsoleResult, RunEvent
 from runner.processes import MARKER, stop_run_processes
 from runner.redact import Redactor
@@ -106,7 +107,15 @@ class Execution:
         return False  # never let ansible-runner write raw events (unredacted) to disk
 
     # -- ansible-runner ------------------------------------------------------------------
-    def _config(self) -> RunnerConfig:
+    def _inventory(self) -> RunInventory | None:
+        """The cached DigitalOcean inventory, when the console keeps one (runner/inventory.py)."""
+        req, cache_dir = self.request, self.settings.inventory_cache_dir
+        if cache_dir is None or not uses_digitalocean(req.inventory):
+            return None
+        cache = InventoryCache(req.inventory, cache_dir, self.settings.ansible_cfg)
+        return cache.for_run(req.hosts, req.env)
+
+    def _config(self, inventory: Path) -> RunnerConfig:
         req, rundir = self.request, self.rundir
         rundir.write("env/settings", json.dumps(
             {"suppress_output_file": True, "pexpect_timeout": POLL_SECONDS}
@@ -128,7 +137,7 @@ class Execution:
             private_data_dir=str(rundir.path),
             project_dir=str(PROJECT_ROOT),
             playbook=str(req.spec.path),
-            inventory=str(req.inventory),
+            inventory=str(inventory),
             limit=",".join(req.hosts),
             cmdline=shlex.join(cmdline),
             envvars=envvars,
@@ -146,10 +155,12 @@ class Execution:
             config.command = ["/bin/sh", "-c", ENV_PIPE_WRAPPER, str(env_pipe), *config.command]
         return config
 
-    def _execute(self) -> tuple[Ending, int | None, str | None]:
+    def _execute(self, inventory: Path) -> tuple[Ending, int | None, str | None]:
         try:
             runner = Runner(
-                self._config(), cancel_callback=self.canceled.is_set, event_handler=self._raw_event
+                self._config(inventory),
+                cancel_callback=self.canceled.is_set,
+                event_handler=self._raw_event,
             )
             _, rc = runner.run()
         except Exception as error:
@@ -175,6 +186,7 @@ class Execution:
         crash: str | None = None
         rc: int | None = None
         ending: Ending = "canceled"
+        cached: RunInventory | None = None
         try:
             # The inputs are not repeated here: they are the caller's to show (the API keeps
             # them with the run, secrets redacted), and an event is no place for a secret.
@@ -182,8 +194,11 @@ class Execution:
                 "playbook": req.spec.name, "hosts": list(req.hosts), "check": req.check,
                 "action": req.action, "toolbox_id": req.toolbox_id,
             }))  # fmt: skip
-            if not self.canceled.is_set():
-                ending, rc, crash = self._execute()
+            cached = self._inventory()
+            if cached is not None and cached.refusal is not None:
+                ending, crash = "refused", cached.refusal[1]
+            elif not self.canceled.is_set():
+                ending, rc, crash = self._execute(cached.path if cached else req.inventory)
         finally:
             leftovers = stop_run_processes(req.run_id)
             # ansible-runner's pipe for the key, in its artifact dir, unread if ssh-add never ran
@@ -198,6 +213,9 @@ class Execution:
             started_at=started_at,
             finished_at=datetime.now(UTC),
             crash=crash,
+            refused=cached.refusal[0] if cached and cached.refusal else None,
+            inventory=cached.data if cached else None,
+            note=cached.note if cached else None,
         )
         result._secret_outputs.update(self._secret_outputs)
         for host, task in list(self._builder.running.items()):  # cut short: close them

@@ -18,7 +18,7 @@ from runner import error_codes
 from runner.models import ConsoleResult, HostCounts, RunEvent, RunStatus, TaskOutcome
 from runner.sentences import describe
 
-Ending = Literal["finished", "timeout", "canceled", "crashed"]
+Ending = Literal["finished", "timeout", "canceled", "crashed", "refused"]
 
 _END_STATUS = {
     "task_ok": "ok",
@@ -209,7 +209,7 @@ class ResultBuilder:
             return "canceled", "canceled on request" + self._where()
         if ending == "timeout":
             return "timeout", f"timed out after {self.timeout} s" + self._where()
-        if ending == "crashed":
+        if ending in ("crashed", "refused"):
             return "error", crash or "the run could not be executed"
         if self.stats is None:
             return "error", self._ansible_error(rc)
@@ -224,10 +224,14 @@ class ResultBuilder:
             return "failed", self._ansible_error(rc)
         return "successful", None
 
-    def _outcome(self, status: RunStatus) -> error_codes.Outcome | None:
+    def _outcome(
+        self, status: RunStatus, refused: error_codes.Outcome | None = None
+    ) -> error_codes.Outcome | None:
         """How the run ended, for its error code (None when it succeeded)."""
         if status == "successful":
             return None
+        if refused is not None:
+            return refused
         if status == "unreachable" and self.host_key_problems:
             return next(iter(self.host_key_problems.values()))
         return status
@@ -240,11 +244,18 @@ class ResultBuilder:
         started_at: datetime,
         finished_at: datetime,
         crash: str | None = None,
+        refused: error_codes.Outcome | None = None,
+        inventory: Mapping[str, Any] | None = None,
+        note: str | None = None,
     ) -> ConsoleResult:
+        """`refused`: the run never started, for that reason (`crash` says why); `inventory`:
+        where the run's inventory came from (data.inventory); `note` ends the message."""
         counts = self._counts()
         status, error = self._status(ending, rc, counts, crash)
         data = self._data()
-        error_code = error_codes.classify(self._outcome(status), self.failures.values())
+        if inventory is not None:
+            data["inventory"] = dict(inventory)
+        error_code = error_codes.classify(self._outcome(status, refused), self.failures.values())
         if self.check:
             data["check_mode"] = True
         return ConsoleResult(
@@ -253,7 +264,8 @@ class ResultBuilder:
             toolbox_id=self.toolbox_id,
             status=status,
             success=status == "successful",
-            message=describe(self.action, self.hosts, status, error, data, counts, self.check),
+            message=describe(self.action, self.hosts, status, error, data, counts, self.check)
+            + (f" ({note})" if note else ""),
             error=error,
             error_code=error_code,
             started_at=started_at,

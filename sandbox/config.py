@@ -86,6 +86,11 @@ class SandboxConfig:
         return self.state_dir / "emulator.log"
 
     @property
+    def fault_file(self) -> Path:
+        """Holds `hang`, `5xx` or `401` while the emulator plays an API outage (tests)."""
+        return self.state_dir / "emulator_fault"
+
+    @property
     def inventory_dir(self) -> Path:
         return self.state_dir / "inventory"
 

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,14 @@ TOOLBOX_NAME = re.compile(r"^toolbox-(\d{1,3})$")
 MAX_PER_PAGE = 200
 MAX_BODY = 64 * 1024
 SSH_WAIT_SECONDS = 120.0
+# Outages a test can switch on by writing the fault file (SandboxConfig.fault_file): the API
+# answers nothing for as long as it says `hang` (at most HANG_SECONDS), 503 for `5xx`, and
+# 401 for `401` (a revoked token). Removing the file ends the outage.
+HANG_SECONDS = 300.0
+FAULTS = {
+    "5xx": (HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", "emulated outage"),
+    "401": (HTTPStatus.UNAUTHORIZED, "unauthorized", "Unable to authenticate you."),
+}
 
 
 class ApiError(Exception):
@@ -336,7 +345,21 @@ class _Handler(BaseHTTPRequestHandler):
         status = args[1] if len(args) > 1 else ""
         sys.stderr.write(f"{_now()} {self.command} {self.path} {status}\n")
 
+    def _fault(self) -> str:
+        try:
+            return self.emulator.config.fault_file.read_text().strip()
+        except OSError:
+            return ""
+
     def _dispatch(self) -> None:
+        deadline = time.monotonic() + HANG_SECONDS
+        while self._fault() == "hang" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        fault = self._fault()
+        if fault in FAULTS:
+            status, error_id, message = FAULTS[fault]
+            self._send(status, {"id": error_id, "message": message})
+            return
         try:
             self.emulator.authorize(self.headers.get("Authorization"))
             status, body = self._route()

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# redis-server and postgresql: the distributed mode (broker, shared database) and its tests.
 DEB_PACKAGES=(docker.io mmdebstrap busybox-static openssh-client iproute2 ca-certificates
-              python3-venv ${DTMA_EXTRA_DEB_PACKAGES:-})
+              python3-venv redis-server postgresql ${DTMA_EXTRA_DEB_PACKAGES:-})
 STATE_DIR=.sandbox-host
 mkdir -p "$STATE_DIR"
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from api.errors import InvalidInput, NotFound
 from api.models import Toolbox, User, utcnow
 from api.monitoring.models import MaintenanceWindow
+from api.services import audit
 
 # The longest window one request may set: a forgotten window must not silence a toolbox
 # for ever.
@@ -52,8 +53,21 @@ def active_by_toolbox(
 def start(
     session: Session, toolbox: Toolbox, user: User, until: datetime, reason: str
 ) -> MaintenanceWindow:
-    """Put the toolbox in maintenance until `until` (replacing a window already in force).
-    The caller commits."""
+    """Put the toolbox in maintenance until `until` (replacing a window already in force);
+    audited and committed (the API and the web console's form both call this)."""
+    parameters = {"until": until.isoformat(), "reason": reason}
+    with audit.audited(
+        session, user=user, action="toolbox.maintenance.start", toolbox_id=toolbox.id,
+        parameters=parameters,
+    ):  # fmt: skip
+        window = _start(session, toolbox, user, until, reason)
+    session.commit()
+    return window
+
+
+def _start(
+    session: Session, toolbox: Toolbox, user: User, until: datetime, reason: str
+) -> MaintenanceWindow:
     now = utcnow()
     if until.tzinfo is None:
         raise InvalidInput("until", "until: give a time zone (e.g. 2026-12-01T12:00:00Z)")
@@ -77,7 +91,14 @@ def start(
 
 
 def end(session: Session, toolbox: Toolbox, user: User) -> MaintenanceWindow:
-    """End the window in force now. The caller commits."""
+    """End the window in force now; audited and committed."""
+    with audit.audited(session, user=user, action="toolbox.maintenance.end", toolbox_id=toolbox.id):
+        window = _end(session, toolbox, user)
+    session.commit()
+    return window
+
+
+def _end(session: Session, toolbox: Toolbox, user: User) -> MaintenanceWindow:
     now = utcnow()
     current = active(session, toolbox.id, now)
     if current is None:

@@ -29,6 +29,7 @@ from api.monitoring.schemas import (
     ToolboxHealth,
     VerdictName,
 )
+from api.services import audit
 from api.settings import Settings
 
 # Checks in the order a human reads them; per-tool checks follow by tool name.
@@ -143,7 +144,18 @@ def _visible_alert(session: Session, user: User, alert_id: str) -> Alert:
 
 
 def acknowledge(session: Session, user: User, alert_id: str, comment: str) -> Alert:
-    """Mark an open alert as seen by `user` (stops its reminders). The caller commits."""
+    """Mark an open alert as seen by `user` (stops its reminders); audited and committed
+    (the API and the web console's button both call this)."""
+    with audit.audited(
+        session, user=user, action="alert.acknowledge", parameters={"alert_id": alert_id}
+    ) as entry:
+        alert = _acknowledge(session, user, alert_id, comment)
+        entry.toolbox_id = alert.toolbox_id
+    session.commit()
+    return alert
+
+
+def _acknowledge(session: Session, user: User, alert_id: str, comment: str) -> Alert:
     alert = _visible_alert(session, user, alert_id)
     if alert.state != "open":
         raise Conflict("the alert is already resolved", code="alert_resolved")

@@ -1,23 +1,17 @@
 """Routes: a toolbox's health, its monitoring settings and maintenance windows, alerts
-(with acknowledging), and notification targets. Including this router
-also brings the monitor's lifespan: the Monitor (app.state.monitor), hooked after every run,
-and the periodic cycle when DTMA_MONITOR_INTERVAL is above 0."""
+(with acknowledging), and notification targets. The monitor itself is one of the
+Context's long-lived parts (api/context.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api.context import Context
 from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
-from api.models import Toolbox, User, utcnow
+from api.models import utcnow
 from api.monitoring import history, maintenance, reports
-from api.monitoring.models import Alert, MaintenanceWindow
-from api.monitoring.scheduler import Scheduler
 from api.monitoring.schemas import (
     AcknowledgeIn,
     AlertDetail,
@@ -37,29 +31,14 @@ from api.monitoring.service import Monitor
 from api.services import audit
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    context: Context = app.state.context
-    settings = context.settings
-    async with Monitor(context) as monitor:
-        app.state.monitor = monitor
-        scheduler = Scheduler(monitor, settings.monitor_interval, settings.monitor_jitter)
-        app.state.monitor_scheduler = scheduler
-        scheduler.start()
-        try:
-            yield
-        finally:
-            await scheduler.stop()
-
-
 def get_monitor(request: Request) -> Monitor:
-    monitor: Monitor = request.app.state.monitor
-    return monitor
+    context: Context = request.app.state.context
+    return context.monitor
 
 
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 
-router = APIRouter(tags=["monitoring"], lifespan=lifespan)
+router = APIRouter(tags=["monitoring"])
 
 
 @router.get("/api/v1/toolboxes/{toolbox_id}/health", response_model=ToolboxHealth)
@@ -139,19 +118,8 @@ def acknowledge_alert(
 ) -> AlertOut:
     """Say an open alert is seen and being handled: who, when and a comment are kept with
     it, and no reminder is sent for it any more (audited)."""
-    alert = acknowledge(session, user, alert_id, body.comment)
+    alert = reports.acknowledge(session, user, alert_id, body.comment)
     return AlertOut.model_validate(alert)
-
-
-def acknowledge(session: Session, user: User, alert_id: str, comment: str) -> Alert:
-    """Acknowledge, audited (also what the web console's button calls)."""
-    with audit.audited(
-        session, user=user, action="alert.acknowledge", parameters={"alert_id": alert_id}
-    ) as entry:
-        alert = reports.acknowledge(session, user, alert_id, comment)
-        entry.toolbox_id = alert.toolbox_id
-    session.commit()
-    return alert
 
 
 @router.get("/api/v1/alerts/{alert_id}", response_model=AlertDetail)
@@ -178,35 +146,14 @@ def start_maintenance(
     """Put the toolbox in maintenance until `until` (at most 7 days ahead; replaces a window
     in force): it is still observed and recorded, but no alert opens and no automatic
     recovery runs. The window ends by itself (audited)."""
-    window = start_window(session, toolbox, user, body)
+    window = maintenance.start(session, toolbox, user, body.until, body.reason)
     return MaintenanceOut.model_validate(window)
 
 
 @router.delete("/api/v1/toolboxes/{toolbox_id}/maintenance", response_model=MaintenanceOut)
 def end_maintenance(toolbox: ToolboxDep, user: UserDep, session: SessionDep) -> MaintenanceOut:
     """End the toolbox's maintenance window now (audited); 404 when none is in force."""
-    return MaintenanceOut.model_validate(end_window(session, toolbox, user))
-
-
-def start_window(
-    session: Session, toolbox: Toolbox, user: User, body: MaintenanceIn
-) -> MaintenanceWindow:
-    """Start a window, audited (also what the web console's form calls)."""
-    parameters = {"until": body.until.isoformat(), "reason": body.reason}
-    with audit.audited(
-        session, user=user, action="toolbox.maintenance.start", toolbox_id=toolbox.id,
-        parameters=parameters,
-    ):  # fmt: skip
-        window = maintenance.start(session, toolbox, user, body.until, body.reason)
-    session.commit()
-    return window
-
-
-def end_window(session: Session, toolbox: Toolbox, user: User) -> MaintenanceWindow:
-    with audit.audited(session, user=user, action="toolbox.maintenance.end", toolbox_id=toolbox.id):
-        window = maintenance.end(session, toolbox, user)
-    session.commit()
-    return window
+    return MaintenanceOut.model_validate(maintenance.end(session, toolbox, user))
 
 
 # -- notifications -----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The periodic monitoring cycle in the service: every `monitor_interval` seconds, give or
 take `monitor_jitter` of it (so that several consoles do not read the fleet in lockstep).
-A failing cycle is logged and the next one runs on time."""
+A failing cycle is logged and the next one runs on time. With several consoles on one
+PostgreSQL database only the leader (api/monitoring/leader.py) runs the cycle; the others
+try to take the lead at each of their intervals."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import logging
 import random
 
+from api.monitoring.leader import Leadership
 from api.monitoring.service import Monitor
 
 log = logging.getLogger("api.monitoring.scheduler")
@@ -18,8 +21,15 @@ def next_delay(interval: float, jitter: float) -> float:
 
 
 class Scheduler:
-    def __init__(self, monitor: Monitor, interval: float, jitter: float) -> None:
+    def __init__(
+        self,
+        monitor: Monitor,
+        interval: float,
+        jitter: float,
+        leadership: Leadership | None = None,
+    ) -> None:
         self._monitor = monitor
+        self._leadership = leadership
         self._interval = interval
         self._jitter = jitter
         self._task: asyncio.Task[None] | None = None
@@ -34,6 +44,8 @@ class Scheduler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._leadership is not None:
+            await asyncio.to_thread(self._leadership.release)
 
     async def _loop(self) -> None:
         while True:
@@ -41,6 +53,8 @@ class Scheduler:
             # are not raced by a sync they did not ask for.
             await asyncio.sleep(next_delay(self._interval, self._jitter))
             try:
+                if self._leadership is not None and not await self._leadership.aholds():
+                    continue  # another console leads
                 report = await self._monitor.run_cycle()
                 self.cycles += 1
                 log.info(

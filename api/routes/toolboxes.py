@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.context import Context
 from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
-from api.models import User
 from api.monitoring.router import MonitorDep
 from api.schemas.toolboxes import SyncReport, ToolboxDetail, ToolboxOut, ToolboxPatch
 from api.services import audit, toolboxes
-from api.services.digitalocean import list_tagged_droplets
-from api.services.toolboxes import ImportReport
 from api.vault import info as vault_info
 
 router = APIRouter(prefix="/api/v1/toolboxes", tags=["toolboxes"])
@@ -32,22 +27,13 @@ def list_toolboxes(
     return [ToolboxOut.model_validate(t) for t in found]
 
 
-def import_toolboxes(user: User, context: Context, session: Session) -> ImportReport:
-    """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (audited)."""
-    with audit.audited(session, user=user, action="toolboxes.sync") as entry:
-        report = toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
-        entry.detail = report.summary()
-    session.commit()
-    return report
-
-
 @router.post("/sync", response_model=SyncReport)
 async def sync_toolboxes(
     user: AdminDep, context: ContextDep, session: SessionDep, monitor: MonitorDep
 ) -> SyncReport:
     """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API, then read every
     toolbox's state (the monitor's status sync) (admin only)."""
-    report = await run_in_threadpool(import_toolboxes, user, context, session)
+    report = await run_in_threadpool(toolboxes.import_tagged, user, context, session)
     await monitor.sync_all()
     session.expire_all()  # the sync wrote the rows through its own sessions
     listed = await run_in_threadpool(toolboxes.list_toolboxes, session, user, include_removed=False)

@@ -3,9 +3,8 @@ logs (agent, streamed with follow=true)."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -14,18 +13,16 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.deps import ContextDep, ToolboxDep, UserDep
-from api.errors import UpstreamError
 from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import TOOL_NAME, DeployTool
 from api.schemas.observations import Observation
-from api.services import actions, limits, observe
-from api.services.agent import AgentError
+from api.services import actions, observe, tool_logs
+from api.services.tool_logs import LOGS_TAIL_MAX
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/tools", tags=["tools"])
 
 ToolNamePath = Annotated[str, Path(pattern=TOOL_NAME, description="Tool instance name")]
-LOGS_TAIL_MAX = 5000
 
 
 @router.get(
@@ -119,7 +116,7 @@ async def remove_tool(
         502: {"description": "The agent did not answer"},
     },
 )
-async def tool_logs(
+async def read_tool_logs(
     name: ToolNamePath,
     toolbox: ToolboxDep,
     user: UserDep,
@@ -130,38 +127,13 @@ async def tool_logs(
     follow: Annotated[bool, Query(description="Keep streaming new lines")] = False,
 ) -> StreamingResponse:
     """A tool instance's logs from the agent (plain text); `follow=true` keeps streaming."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
-    if reach.address is None:
-        raise UpstreamError("the toolbox has no address", code="agent_unreachable")
-    params: dict[str, Any] = {"tail": tail, "timestamps": timestamps, "follow": follow}
-    if since is not None:
-        params["since"] = since.isoformat()
-    stack = AsyncExitStack()
-    if follow:  # each follow holds an agent connection for as long as it lasts: bounded
-        stack.callback(limits.take_follow(context.follows, context.settings, user))
-    try:
-        upstream = await stack.enter_async_context(
-            context.agent.open_logs(reach.address, reach.agent_token, name, params)
-        )
-    except AgentError as error:
-        await stack.aclose()
-        raise UpstreamError(
-            f"the agent could not serve the logs: {error.reason}", code="agent_unreachable"
-        ) from error
-    except BaseException:
-        await stack.aclose()
-        raise
-
-    async def relay() -> Any:
-        try:
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-        finally:
-            await stack.aclose()
-
+    stream = await tool_logs.open_logs(
+        context, toolbox, name, tail=tail, since=since, timestamps=timestamps, follow=follow,
+        user=user,
+    )  # fmt: skip
     return StreamingResponse(
-        relay(),
+        stream.chunks,
         media_type="text/plain; charset=utf-8",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        background=BackgroundTask(stack.aclose),
+        background=BackgroundTask(stream.close),
     )

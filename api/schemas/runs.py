@@ -17,8 +17,15 @@ class RunOut(BaseModel):
     action: str
     playbook: str
     status: str = Field(
-        description="running | successful | failed | unreachable | timeout | canceled | "
-        "error | interrupted"
+        description="queued | running | successful | failed | unreachable | timeout | "
+        "canceled | error | interrupted"
+    )
+    owner: str | None = Field(
+        default=None, description="`<hostname>:<pid>` of the process executing the run"
+    )
+    heartbeat_at: datetime | None = Field(default=None, description="The owner's last beat")
+    queue_position: int | None = Field(
+        default=None, description="While queued: how many queued runs are ahead of it"
     )
     success: bool | None
     message: str | None

@@ -20,8 +20,10 @@ class Action:
     extravars: dict[str, Any] = field(repr=False)
     parameters: dict[str, Any]
     tool_name: str | None = None
-    # The run changes the agent: its result is confirmed by the console's own agent read.
-    verify_agent: bool = False
+
+    @property
+    def verify_agent(self) -> bool:
+        return changes_agent(self.name)
 
 
 DTMA_PLAYBOOKS = {
@@ -29,6 +31,14 @@ DTMA_PLAYBOOKS = {
     "restart": "dtma_restart.yml",
     "redeploy": "dtma_redeploy.yml",
 }
+
+
+def changes_agent(action_name: str) -> bool:
+    """The run changes the agent: its result is confirmed by the console's own agent read
+    (in whichever process executes it)."""
+    return action_name in {f"dtma.{kind}" for kind in DTMA_PLAYBOOKS}
+
+
 TOOL_PLAYBOOKS = {
     "start": "tool_start.yml",
     "stop": "tool_stop.yml",
@@ -49,7 +59,7 @@ def dtma_action(
         extravars["dtma_agent_token"] = agent_token
     if version:
         extravars["dtma_version"] = parameters["version"] = version
-    return Action(f"dtma.{kind}", DTMA_PLAYBOOKS[kind], extravars, parameters, verify_agent=True)
+    return Action(f"dtma.{kind}", DTMA_PLAYBOOKS[kind], extravars, parameters)
 
 
 def tool_action(kind: str, name: str) -> Action:

@@ -1,58 +1,43 @@
-"""Runs: persisted before they start, one at a time per toolbox, executed by runner/ in a
-worker thread, their events stored as they happen, their result stored when they end.
+"""Runs: the run manager's interface and its local implementation.
 
-The per-toolbox lock is the `toolboxes.active_run_id` column, taken and released with
-conditional UPDATEs, so it holds across threads, processes and both database engines.
+A run is stored (`queued`, the toolbox locked) before anything starts, executed by
+`runner/`, its events stored as they happen, its result stored when it ends (see
+api/services/run_store.py, the one module that writes runs). Where it executes is the
+executor's business: `LocalRunManager` (here) runs it in this process, at most
+DTMA_MAX_CONCURRENT_RUNS at once; `CeleryRunManager` (api/executors/) hands its id to a
+worker. Either way the executing process holds a lease (api/services/leases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 import runner
 from api.context import Context
-from api.errors import Conflict, InvalidInput, NotFound, ToolboxBusy
-from api.metrics import RUN_DURATION, RUNS
-from api.models import AuditEntry, Run, Toolbox, ToolInstance, User, new_id, utcnow
-from api.models import RunEvent as StoredEvent
-from api.services import audit, toolboxes
-from api.services.actions import Action
+from api.errors import Conflict, InvalidInput, NotFound
+from api.metrics import RUN_DURATION, RUNS, RUNS_QUEUED
+from api.models import User, new_id, utcnow
+from api.services import leases, run_store, toolboxes
+from api.services.actions import Action, changes_agent
 from api.services.credentials import SshCredentials
+from api.services.run_store import IN_FLIGHT, run_url
+
+__all__ = ["IN_FLIGHT", "LocalRunManager", "RunManager", "Target", "run_request", "run_url"]
 
 log = logging.getLogger("api.runs")
 
-IN_FLIGHT = ("queued", "running")
 # How long past its own timeout a run may go without a result before it is written off.
 WATCHDOG_GRACE_SECONDS = 120
-INTERRUPTED_MESSAGE = (
-    "the console stopped while this run was in flight; what it did on the toolbox is "
-    "unknown (look at the toolbox's state before acting again)"
-)
 
 # Called after every run with (toolbox id, result); monitoring re-reads the toolbox.
 AfterRunHook = Callable[[str, runner.ConsoleResult], Awaitable[None]]
-
-
-def run_url(run_id: str) -> str:
-    return f"/api/v1/runs/{run_id}"
-
-
-@dataclass
-class _Live:
-    run_id: str
-    toolbox_id: str
-    action: Action
-    handle: runner.RunHandle
-    audit_id: int
-    task: asyncio.Task[runner.ConsoleResult] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,159 +49,234 @@ class Target:
     credentials: SshCredentials
 
 
-class RunManager:
+class RunManager(Protocol):
+    """Start, cancel, wait for and follow runs, whichever process executes them."""
+
+    after_run: list[AfterRunHook]
+
+    async def open(self) -> None:
+        """Recover this host's dead processes' runs; start the heartbeat and the reaper."""
+
+    async def close(self) -> None:
+        """Stop what this process still runs (bounded) and its background work."""
+
+    async def start(self, target: Target, action: Action, user: User | None) -> str:
+        """Store the run and lock the toolbox; returns the run id at once. ToolboxBusy
+        when another run holds the toolbox, InvalidInput when the runner refuses it."""
+        ...
+
+    def cancel(self, run_id: str) -> None:
+        """Ask the run to stop (thread-safe); Conflict when it is not in flight."""
+
+    async def wait(self, run_id: str) -> runner.ConsoleResult:
+        """The run's result once it ended (NotFound when there is no such run)."""
+        ...
+
+    def events(self, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+        """Its events with seq > `after`, in order, live until it ends."""
+        ...
+
+
+def run_request(
+    context: Context,
+    run_id: str,
+    toolbox_id: str,
+    host: str,
+    credentials: SshCredentials,
+    action: str,
+    playbook: str,
+    extravars: dict[str, Any],
+) -> runner.RunRequest:
+    """The runner's request for a run, the same in every executor."""
+    settings = context.settings
+    return runner.RunRequest(
+        playbook=playbook,
+        hosts=[host],
+        extravars=extravars,
+        inventory=settings.inventory,
+        ssh_private_key=credentials.private_key,
+        known_hosts=credentials.known_hosts,
+        timeout=settings.run_timeout,
+        action=action,
+        toolbox_id=toolbox_id,
+        run_id=run_id,
+        env=toolboxes.run_env(context),
+    )
+
+
+async def confirm_result(
+    context: Context, action: str, toolbox_id: str, result: runner.ConsoleResult
+) -> runner.ConsoleResult:
+    """After the playbook, in the process that ran it: a run that changed the agent is
+    confirmed by the console's own read of it (see toolboxes.confirm_agent)."""
+    if not changes_agent(action):
+        return result
+    try:
+        return await toolboxes.confirm_agent(context, toolbox_id, result)
+    except Exception as error:  # the run must still end and free its toolbox
+        log.exception("agent_confirm_failed", extra={"run_id": result.run_id})
+        reason = f"the console could not read the agent after the run: {error}"
+        return result.model_copy(update={"status": "error", "success": False, "error": reason})
+
+
+class Reaper:
+    """Every third of the lease, write off runs whose owner stopped beating."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="run-reaper")
+
+    async def _loop(self) -> None:
+        lease = self._context.settings.run_lease_seconds
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.5))
+            try:
+                await asyncio.to_thread(leases.reap, self._context.sessions, lease)
+            except Exception:
+                log.exception("run_reaper_failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@dataclass
+class _Live:
+    run_id: str
+    toolbox_id: str
+    action: Action
+    request: runner.RunRequest
+    loop: asyncio.AbstractEventLoop
+    handle: runner.RunHandle | None = None
+    task: asyncio.Task[runner.ConsoleResult] | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    canceled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LocalRunManager:
+    """Runs executed in this process (DTMA_EXECUTOR=local), at most
+    DTMA_MAX_CONCURRENT_RUNS at once; the others wait `queued`, first come first served."""
+
     def __init__(self, context: Context) -> None:
         self._context = context
         self._live: dict[str, _Live] = {}
+        self._queue: list[str] = []  # run ids waiting for a slot, oldest first
+        self._slots = asyncio.Semaphore(context.settings.max_concurrent_runs)
+        self.owner = leases.process_owner()
+        self._heartbeat = leases.Heartbeat(
+            context.sessions, self.owner, context.settings.run_lease_seconds, self._stop_run
+        )
+        self._reaper = Reaper(context)
         self.after_run: list[AfterRunHook] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        await asyncio.to_thread(leases.recover_own, self._context.sessions)
+        self._heartbeat.start()
+        self._reaper.start()
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Cancel what still runs and wait (bounded) until each result is stored."""
+        tasks = [live.task for live in self._live.values() if live.task is not None]
+        for run_id in list(self._live):
+            self.cancel(run_id)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        await self._reaper.stop()
+        await asyncio.to_thread(self._heartbeat.stop)
 
     # -- start -----------------------------------------------------------------------------
     async def start(self, target: Target, action: Action, user: User | None) -> str:
-        """Store the run, take the toolbox's lock, start it; returns the run id at once.
-
-        ToolboxBusy when another run holds the toolbox; InvalidInput when the runner refuses
-        the request (then nothing was started and the run is not kept)."""
         run_id = new_id()
-        audit_id = await run_in_threadpool(self._open, run_id, target, action, user)
-        settings = self._context.settings
-        request = runner.RunRequest(
-            playbook=action.playbook,
-            hosts=[target.host],
-            extravars=action.extravars,
-            inventory=settings.inventory,
-            ssh_private_key=target.credentials.private_key,
-            known_hosts=target.credentials.known_hosts,
-            timeout=settings.run_timeout,
-            action=action.name,
-            toolbox_id=target.toolbox_id,
-            run_id=run_id,
-            env=self._ansible_env(),
+        request = run_request(
+            self._context,
+            run_id,
+            target.toolbox_id,
+            target.host,
+            target.credentials,
+            action.name,
+            action.playbook,
+            action.extravars,
         )
         try:
-            handle = runner.start_run(request, on_event=lambda event: self._store_event(event))
+            runner.validate_request(request)
         except runner.RequestError as error:
-            await run_in_threadpool(self._abandon, run_id, target.toolbox_id, audit_id, error)
             raise InvalidInput(error.field, error.message) from error
-        live = _Live(run_id, target.toolbox_id, action, handle, audit_id)
+        # A free slot is taken now (the run is stored `running`); otherwise it queues.
+        slotted = not self._slots.locked()
+        if slotted:
+            await self._slots.acquire()  # immediate: a slot is free and nothing awaits between
+        try:
+            await run_in_threadpool(
+                run_store.open_run,
+                self._context.sessions,
+                run_id,
+                toolbox_id=target.toolbox_id,
+                host=target.host,
+                action=action,
+                user=user,
+                owner=self.owner,
+                running=slotted,
+            )
+        except BaseException:
+            if slotted:
+                self._slots.release()
+            raise
+        live = _Live(run_id, target.toolbox_id, action, request, asyncio.get_running_loop())
         self._live[run_id] = live
-        live.task = asyncio.create_task(self._finish(live), name=f"finish-{run_id}")
+        self._heartbeat.add(run_id)
+        if not slotted:
+            self._queue.append(run_id)
+            RUNS_QUEUED.set(len(self._queue))
+        live.task = asyncio.create_task(self._execute(live, slotted), name=f"run-{run_id}")
         return run_id
 
-    def _ansible_env(self) -> dict[str, str]:
-        return toolboxes.run_env(self._context)
-
-    def _take_lock(self, session: Session, toolbox_id: str, run_id: str) -> None:
-        taken = session.execute(
-            update(Toolbox)
-            .where(Toolbox.id == toolbox_id, Toolbox.active_run_id.is_(None))
-            .values(active_run_id=run_id)
-        )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return
-        holder = session.scalar(select(Toolbox.active_run_id).where(Toolbox.id == toolbox_id))
-        holder_status = session.scalar(select(Run.status).where(Run.id == holder))
-        if holder_status not in IN_FLIGHT:
-            # The holder ended without releasing (a crash between two writes): reclaim.
-            retaken = session.execute(
-                update(Toolbox)
-                .where(Toolbox.id == toolbox_id, Toolbox.active_run_id == holder)
-                .values(active_run_id=run_id)
-            )
-            if retaken.rowcount == 1:  # type: ignore[attr-defined]
-                return
-        raise ToolboxBusy(
-            f"the toolbox is busy with run {holder}; wait for it to end or cancel it",
-            run_id=holder,
-            run_url=run_url(holder) if holder else None,
-        )
-
-    def _open(self, run_id: str, target: Target, action: Action, user: User | None) -> int:
-        with self._context.sessions() as session:
-            try:
-                with session.begin():
-                    self._take_lock(session, target.toolbox_id, run_id)
-                    now = utcnow()
-                    session.add(
-                        Run(
-                            id=run_id,
-                            toolbox_id=target.toolbox_id,
-                            user_id=user.id if user else None,
-                            action=action.name,
-                            playbook=action.playbook,
-                            request={"hosts": [target.host], "parameters": action.parameters},
-                            status="running",
-                            created_at=now,
-                            started_at=now,
-                        )
-                    )
-                    entry = audit.record(
-                        session,
-                        user=user,
-                        action=action.name,
-                        outcome="running",
-                        toolbox_id=target.toolbox_id,
-                        run_id=run_id,
-                        parameters=action.parameters,
-                    )
-                    session.flush()
-                    return entry.id
-            except ToolboxBusy as busy:
-                with session.begin():
-                    audit.record(
-                        session,
-                        user=user,
-                        action=action.name,
-                        outcome="rejected",
-                        toolbox_id=target.toolbox_id,
-                        parameters=action.parameters,
-                        detail=busy.message,
-                    )
-                raise
-
-    def _abandon(
-        self, run_id: str, toolbox_id: str, audit_id: int, error: runner.RequestError
-    ) -> None:
-        with self._context.sessions.begin() as session:
-            session.execute(
-                update(Toolbox)
-                .where(Toolbox.id == toolbox_id, Toolbox.active_run_id == run_id)
-                .values(active_run_id=None)
-            )
-            entry = session.get(AuditEntry, audit_id)
-            if entry is not None:
-                entry.outcome, entry.run_id = "rejected", None
-                entry.detail = f"{error.field}: {error.message}"
-            run = session.get(Run, run_id)
-            if run is not None:
-                session.delete(run)
-
-    # -- while it runs -----------------------------------------------------------------------
-    def _store_event(self, event: runner.RunEvent) -> None:
-        """In the runner's worker thread, as each event happens."""
-        with self._context.sessions.begin() as session:
-            session.add(
-                StoredEvent(
-                    run_id=event.run_id,
-                    seq=event.seq,
-                    type=event.type,
-                    host=event.host,
-                    task=event.task,
-                    at=event.at,
-                    data=event.data,
-                )
-            )
-
-    # -- end ---------------------------------------------------------------------------------
-    async def _finish(self, live: _Live) -> runner.ConsoleResult:
+    async def _slot(self, live: _Live) -> bool:
+        """Wait for a free slot; False when the run was canceled while it waited."""
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        canceled = asyncio.ensure_future(live.canceled.wait())
         try:
-            result = await self._outcome(live)
-            if live.action.verify_agent:
-                result = await self._confirm_agent(live, result)
-            await run_in_threadpool(self._close, live, result)
+            await asyncio.wait({acquire, canceled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            canceled.cancel()
+            self._queue.remove(live.run_id)
+            RUNS_QUEUED.set(len(self._queue))
+        if acquire.done() and not acquire.cancelled():
+            if not live.canceled.is_set():
+                return True
+            self._slots.release()
+            return False
+        acquire.cancel()
+        return False
+
+    async def _execute(self, live: _Live, slotted: bool) -> runner.ConsoleResult:
+        try:
+            if not slotted and not await self._slot(live):
+                result = run_store.canceled_before_start(
+                    live.run_id, live.action.name, live.toolbox_id
+                )
+            else:
+                try:
+                    result = await self._run(live, claimed=slotted)
+                finally:
+                    self._slots.release()
+                result = await confirm_result(
+                    self._context, live.action.name, live.toolbox_id, result
+                )
+            await run_in_threadpool(
+                run_store.close_run, self._context.sessions, live.run_id, result
+            )
             RUNS.labels(live.action.name, result.status).inc()
             RUN_DURATION.labels(live.action.name, result.status).observe(result.duration_ms / 1000)
         finally:
+            self._heartbeat.discard(live.run_id)
             self._live.pop(live.run_id, None)
+            live.started.set()
         for hook in self.after_run:
             try:
                 await hook(live.toolbox_id, result)
@@ -224,26 +284,34 @@ class RunManager:
                 log.exception("after_run_hook_failed", extra={"run_id": live.run_id})
         return result
 
-    async def _confirm_agent(
-        self, live: _Live, result: runner.ConsoleResult
-    ) -> runner.ConsoleResult:
-        """The console's own read of the agent the run changed (see toolboxes.confirm_agent)."""
+    async def _run(self, live: _Live, *, claimed: bool) -> runner.ConsoleResult:
+        sessions = self._context.sessions
+        if not claimed and not await run_in_threadpool(
+            run_store.claim, sessions, live.run_id, self.owner, unowned=False
+        ):
+            # Written off while it waited (the reaper saw no heartbeat): never start it.
+            return run_store.canceled_before_start(live.run_id, live.action.name, live.toolbox_id)
         try:
-            return await toolboxes.confirm_agent(self._context, live.toolbox_id, result)
-        except Exception as error:  # the run must still end and free its toolbox
-            log.exception("agent_confirm_failed", extra={"run_id": live.run_id})
-            reason = f"the console could not read the agent after the run: {error}"
-            return result.model_copy(update={"status": "error", "success": False, "error": reason})
+            live.handle = runner.start_run(
+                live.request, on_event=lambda event: run_store.store_event(sessions, event)
+            )
+        except runner.RequestError as error:  # validated at start: the world changed since
+            return run_store.refused(live.run_id, live.action.name, live.toolbox_id, error)
+        finally:
+            live.started.set()
+        if live.canceled.is_set():
+            live.handle.cancel()
+        return await self._outcome(live, live.handle)
 
-    async def _outcome(self, live: _Live) -> runner.ConsoleResult:
+    async def _outcome(self, live: _Live, handle: runner.RunHandle) -> runner.ConsoleResult:
         """The runner's result; if it never reports one (its worker died), an `error`
         result saying so once the run's own timeout is well past."""
         started = utcnow()
         deadline = self._context.settings.run_timeout + WATCHDOG_GRACE_SECONDS
         try:
-            return await asyncio.wait_for(asyncio.shield(live.handle.wait()), deadline)
+            return await asyncio.wait_for(asyncio.shield(handle.wait()), deadline)
         except TimeoutError:
-            live.handle.cancel()
+            handle.cancel()
             finished = utcnow()
             log.error("run_watchdog_fired", extra={"run_id": live.run_id})
             return runner.ConsoleResult(
@@ -260,36 +328,22 @@ class RunManager:
                 duration_ms=int((finished - started).total_seconds() * 1000),
             )
 
-    def _close(self, live: _Live, result: runner.ConsoleResult) -> None:
-        with self._context.sessions.begin() as session:
-            run = session.get(Run, live.run_id)
-            if run is not None:
-                run.status = result.status
-                run.success = result.success
-                run.message = result.message
-                run.error = result.error
-                run.result = result.model_dump(mode="json")
-                run.finished_at = result.finished_at
-            session.execute(
-                update(Toolbox)
-                .where(Toolbox.id == live.toolbox_id, Toolbox.active_run_id == live.run_id)
-                .values(active_run_id=None)
-            )
-            entry = session.get(AuditEntry, live.audit_id)
-            if entry is not None:
-                entry.outcome = result.status
-                entry.detail = result.error or result.message
-            if live.action.tool_name and (result.success or _left_stopped(result)):
-                _apply_tool_outcome(session, live.toolbox_id, live.action, result)
-
     # -- queries and control -----------------------------------------------------------------
     def is_live(self, run_id: str) -> bool:
         return run_id in self._live
 
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
     async def wait(self, run_id: str) -> runner.ConsoleResult:
         live = self._live.get(run_id)
         if live is None or live.task is None:
-            raise NotFound(f"run '{run_id}' is not running in this process", code="run_not_live")
+            result = await run_in_threadpool(run_store.result_of, self._context.sessions, run_id)
+            if result is None:
+                raise NotFound(
+                    f"run '{run_id}' is not running in this process", code="run_not_live"
+                )
+            return result
         # A client that disconnects must not cancel the run.
         return await asyncio.shield(live.task)
 
@@ -297,112 +351,35 @@ class RunManager:
         live = self._live.get(run_id)
         if live is None:
             raise Conflict(f"run '{run_id}' is not running", code="run_not_running")
-        live.handle.cancel()
+        live.loop.call_soon_threadsafe(live.canceled.set)
+        if live.handle is not None:
+            live.handle.cancel()
+
+    def _stop_run(self, run_id: str, why: str) -> None:
+        """From the heartbeat: the run was written off by the reaper (or a cancel came
+        from another process): stop it here, it must not go on."""
+        live = self._live.get(run_id)
+        if live is not None and (live.handle is None or not live.handle.done):
+            log.warning("run_stopped", extra={"run_id": run_id, "why": why})
+            self.cancel(run_id)
 
     async def events(self, run_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
-        """Events with seq > `after`: live from the runner while the run is in this process,
-        otherwise from the database (polled while another process still runs it)."""
+        """Live from the runner while the run executes here, otherwise from the database
+        (polled while another process still runs it)."""
         while True:
             live = self._live.get(run_id)
             if live is not None:
-                async for event in live.handle.events(after=after):
-                    yield event.model_dump(mode="json")
-                return
-            stored, status = await run_in_threadpool(self._stored_events, run_id, after)
+                await live.started.wait()
+                if live.handle is not None:
+                    async for event in live.handle.events(after=after):
+                        yield event.model_dump(mode="json")
+                    return
+            stored, status = await run_in_threadpool(
+                run_store.stored_events, self._context.sessions, run_id, after
+            )
             for row in stored:
                 yield row
                 after = row["seq"]
             if status not in IN_FLIGHT:
                 return
             await asyncio.sleep(0.5)
-
-    def _stored_events(self, run_id: str, after: int) -> tuple[list[dict[str, Any]], str | None]:
-        with self._context.sessions() as session:
-            status = session.scalar(select(Run.status).where(Run.id == run_id))
-            rows = session.scalars(
-                select(StoredEvent)
-                .where(StoredEvent.run_id == run_id, StoredEvent.seq > after)
-                .order_by(StoredEvent.seq)
-            )
-            events = [
-                {
-                    "seq": r.seq,
-                    "run_id": r.run_id,
-                    "type": r.type,
-                    "host": r.host,
-                    "task": r.task,
-                    "at": r.at.isoformat(),
-                    "data": r.data,
-                }
-                for r in rows
-            ]
-        return events, status
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def recover_interrupted(self) -> list[str]:
-        """At start-up: runs a previous process left in flight become `interrupted`, their
-        leftover ansible processes are stopped and their toolboxes unlocked."""
-        from runner.processes import stop_run_processes
-
-        with self._context.sessions.begin() as session:
-            runs = list(session.scalars(select(Run).where(Run.status.in_(IN_FLIGHT))))
-            now = utcnow()
-            for run in runs:
-                survivors = stop_run_processes(run.id)
-                run.status, run.success, run.finished_at = "interrupted", False, now
-                run.error = INTERRUPTED_MESSAGE
-                if survivors:
-                    run.error += f"; processes that could not be stopped: {survivors}"
-                run.message = "run interrupted by a restart of the console"
-                for entry in session.scalars(select(AuditEntry).where(AuditEntry.run_id == run.id)):
-                    entry.outcome, entry.detail = "interrupted", run.error
-            ids = [run.id for run in runs]
-            if ids:
-                session.execute(
-                    update(Toolbox).where(Toolbox.active_run_id.in_(ids)).values(active_run_id=None)
-                )
-        for run_id in ids:
-            log.warning("run_interrupted", extra={"run_id": run_id})
-        return ids
-
-    async def shutdown(self, grace: float = 30.0) -> None:
-        """Cancel what still runs and wait (bounded) until each result is stored."""
-        tasks = [live.task for live in self._live.values() if live.task is not None]
-        for live in list(self._live.values()):
-            live.handle.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
-
-
-def _left_stopped(result: runner.ConsoleResult) -> bool:
-    """A deploy that did not verify and whose new container the role stopped on purpose (so
-    that Docker stops restarting it): monitoring must not restart it either."""
-    published = result.data.get("tool_result")
-    return isinstance(published, dict) and published.get("left_stopped") is True
-
-
-def _apply_tool_outcome(
-    session: Session, toolbox_id: str, action: Action, result: runner.ConsoleResult
-) -> None:
-    """Reflect a verified tool action in the tool instance's row at once."""
-    instance = session.scalar(
-        select(ToolInstance).where(
-            ToolInstance.toolbox_id == toolbox_id, ToolInstance.name == action.tool_name
-        )
-    )
-    if instance is None:
-        instance = ToolInstance(toolbox_id=toolbox_id, name=action.tool_name)
-        session.add(instance)
-    published = result.data.get("tool_result")
-    after = published.get("state_after") if isinstance(published, dict) else None
-    kind = action.name.removeprefix("tool.")
-    instance.observed_at = result.finished_at
-    if kind == "remove":
-        instance.state, instance.removed_at = "removed", result.finished_at
-        return
-    instance.removed_at = None
-    instance.stopped_on_purpose = kind == "stop" or _left_stopped(result)
-    instance.state = str(after) if after else ("exited" if kind == "stop" else "running")
-    if isinstance(published, dict):
-        instance.image = published.get("image") or instance.image
-        instance.container_id = published.get("container_id") or instance.container_id

@@ -26,7 +26,7 @@ from api.models import Toolbox, User, utcnow
 from api.secret_box import seal_into, unseal_from
 from api.services import audit
 from api.services.agent import AgentError
-from api.services.digitalocean import DropletInfo
+from api.services.digitalocean import DropletInfo, list_tagged_droplets
 
 log = logging.getLogger("api.toolboxes")
 
@@ -65,6 +65,16 @@ def _owner_from_tags(session: Session, tags: tuple[str, ...]) -> User | None:
             user_id = tag.removeprefix(OWNER_TAG_PREFIX)
             return session.get(User, user_id) if 0 < len(user_id) <= 64 else None
     return None
+
+
+def import_tagged(user: User, context: Context, session: Session) -> ImportReport:
+    """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (audited)."""
+    with audit.audited(session, user=user, action="toolboxes.sync") as entry:
+        report = import_droplets(session, list_tagged_droplets(context.settings))
+        entry.detail = report.summary()
+    session.commit()
+    refresh_run_inventory(context)
+    return report
 
 
 def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportReport:
@@ -130,6 +140,13 @@ def run_env(context: Context) -> dict[str, str]:
     if settings.do_api_token is not None:
         env["DO_API_TOKEN"] = settings.do_api_token.get_secret_value()
     return env
+
+
+def refresh_run_inventory(context: Context) -> None:
+    """After a droplet sync, the runs' cached DigitalOcean inventory follows it (blocking: one
+    `ansible-inventory` call; a no-op unless DTMA_INVENTORY_CACHE_DIR is set). A failure is
+    kept by the cache, and the runs say it."""
+    runner.refresh_inventory(context.settings.inventory, run_env(context))
 
 
 def learn_agent_token(context: Context, toolbox_id: str) -> str | None:

@@ -20,7 +20,6 @@ from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError
 from api.models import Toolbox
-from api.services.runs import RunManager
 from api.settings import Settings
 from api.vault import hostkeys, info, rotation, sealed
 from api.vault.crypto import Keyring, MasterKeyError, SealError, generate_master_key
@@ -123,7 +122,11 @@ def _select(context: Context, names: list[str], *, without_key: bool) -> list[tu
 
 
 async def _rotate_each(context: Context, targets: list[tuple[str, str]]) -> bool:
-    context._runs = RunManager(context)
+    async with context.running():
+        return await _rotate_all(context, targets)
+
+
+async def _rotate_all(context: Context, targets: list[tuple[str, str]]) -> bool:
     ok = True
     for toolbox_id, name in targets:
         try:

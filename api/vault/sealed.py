@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.models import Toolbox
+from api.models import Run, Toolbox
 from api.secret_box import column_binding
 from api.vault.crypto import FORMAT_V1, Keyring, SealError, sealed_key_id, sealed_version
 from api.vault.models import ToolboxSshKey, VaultCheck
@@ -22,6 +22,7 @@ LEGACY_PLAIN = "plain:"
 SEALED_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
     Toolbox.agent_token_ciphertext,
     ToolboxSshKey.private_key_sealed,
+    Run.extravars_sealed,  # only while a run waits for or runs on a worker
     VaultCheck.sealed,
 )
 

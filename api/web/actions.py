@@ -18,11 +18,10 @@ from api.context import Context
 from api.deps import ContextDep, SessionDep, visible_toolbox
 from api.errors import ApiError, Conflict, InvalidInput
 from api.models import Toolbox, User
-from api.routes.runs import cancel_run, get_run, run_events
 from api.schemas.actions import TOOL_NAME
 from api.schemas.runs import RunOut
 from api.secret_box import unseal_from
-from api.services import actions
+from api.services import actions, run_follow, run_history
 from api.services.actions import Action
 from api.services.execution import start
 from api.web.auth import BrowserDep, PostingBrowserDep
@@ -62,8 +61,12 @@ async def _start(
             {"what": what, "error": error},
             status_code=error.status,
         )
-    run = await run_in_threadpool(get_run, run_id, user, db)
+    run = await run_in_threadpool(_shown, db, user, run_id)
     return render(request, "_run.html", {"run": run, "toolbox_id": toolbox_id}, headers=CHANGED)
+
+
+def _shown(db: Session, user: User, run_id: str) -> RunOut:
+    return run_history.out(db, run_history.get(db, user, run_id))
 
 
 @router.post("/toolboxes/{toolbox_id}/dtma/{kind}", response_class=HTMLResponse)
@@ -127,7 +130,7 @@ async def deploy(
     except ApiError as error:
         form.error("form", error.message)
         return render(request, "_deploy_form.html", values, status_code=error.status)
-    run = await run_in_threadpool(get_run, run_id, browser.user, db)
+    run = await run_in_threadpool(_shown, db, browser.user, run_id)
     return render(
         request,
         "_deploy_form.html",
@@ -145,7 +148,7 @@ def run_card(
     db: SessionDep,
 ) -> HTMLResponse:
     """The run as it stands (finished: with its result, message and real error)."""
-    run: RunOut = get_run(run_id, browser.user, db)
+    run = _shown(db, browser.user, run_id)
     return render(request, "_run.html", {"run": run, "toolbox_id": toolbox_id})
 
 
@@ -160,9 +163,9 @@ async def cancel(
 ) -> HTMLResponse:
     """Cancel a running run (as POST /api/v1/runs/{id}/cancel) and show how it ended."""
     try:
-        run = await cancel_run(run_id=run_id, user=browser.user, session=db, context=context)
+        run = await run_follow.cancel(context, db, browser.user, run_id)
     except Conflict:  # it ended meanwhile: show how
-        run = await run_in_threadpool(get_run, run_id, browser.user, db)
+        run = await run_in_threadpool(_shown, db, browser.user, run_id)
     return render(request, "_run.html", {"run": run, "toolbox_id": toolbox_id}, headers=CHANGED)
 
 
@@ -173,15 +176,9 @@ async def run_event_stream(
     context: ContextDep,
     db: SessionDep,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=run_follow.MAX_SEQ)] = 0,
 ) -> Response:
     """The run's events for the page's EventSource: the API's own SSE stream, with the
     session cookie instead of a bearer token."""
-    return await run_events(
-        run_id=run_id,
-        user=browser.user,
-        session=db,
-        context=context,
-        last_event_id=last_event_id,
-        after=after,
-    )
+    await run_in_threadpool(run_history.get, db, browser.user, run_id)
+    return run_follow.response(context, run_id, run_follow.resume_point(after, last_event_id))

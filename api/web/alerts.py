@@ -18,9 +18,7 @@ from api.errors import ApiError
 from api.models import Toolbox, User
 from api.monitoring import reports
 from api.monitoring.models import Alert, RecoveryAttempt
-from api.monitoring.router import acknowledge
-from api.routes.runs import get_run
-from api.services import toolboxes
+from api.services import run_history, toolboxes
 from api.web.auth import Browser, BrowserDep, PostingBrowserDep
 from api.web.templating import render
 
@@ -151,7 +149,7 @@ def acknowledge_alert(
 ) -> HTMLResponse:
     """Acknowledge as POST /api/v1/alerts/{id}/acknowledge does; answers the row."""
     try:
-        alert = acknowledge(db, browser.user, alert_id, comment)
+        alert = reports.acknowledge(db, browser.user, alert_id, comment)
     except ApiError as error:
         return _refused(request, browser, error)
     return render(request, "_alert_row.html", {"browser": browser, "row": _rows(db, [alert])[0]})
@@ -177,7 +175,7 @@ def run_page(
 ) -> HTMLResponse:
     """One run on a page of its own (where an alert's recovery links lead)."""
     try:
-        run = get_run(run_id, browser.user, db)
+        run = run_history.out(db, run_history.get(db, browser.user, run_id))
     except ApiError as error:
         return render(
             request,

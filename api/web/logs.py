@@ -19,12 +19,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, SessionDep, visible_toolbox
 from api.errors import ApiError
-from api.routes.tools import LOGS_TAIL_MAX, tool_logs
 from api.schemas.actions import TOOL_NAME
+from api.services import tool_logs
+from api.services.tool_logs import LOGS_TAIL_MAX
 from api.web.auth import BrowserDep
 
 router = APIRouter(include_in_schema=False)
@@ -122,26 +124,30 @@ async def log_stream(
     resume = Cursor.parse(last_event_id) or Cursor.parse(after)
     try:
         toolbox = await run_in_threadpool(visible_toolbox, db, browser.user, toolbox_id)
-        upstream = await tool_logs(
-            name=name, toolbox=toolbox, user=browser.user, context=context,
+        upstream = await tool_logs.open_logs(
+            context, toolbox, name,
             tail=LOGS_TAIL_MAX if resume else tail, since=resume.since if resume else None,
-            timestamps=True, follow=True,
+            timestamps=True, follow=True, user=browser.user,
         )  # fmt: skip
     except ApiError as error:
         failure = sse(error.message, "failure") + b"retry: 86400000\n\n"
         return StreamingResponse(iter([failure]), media_type="text/event-stream")
 
     async def relay() -> AsyncIterator[bytes]:
-        body = upstream.body_iterator
         try:
             yield b"retry: 3000\n\n"
-            async for event in _events(_lines(body), resume):  # type: ignore[arg-type]
+            async for event in _events(_lines(upstream.chunks), resume):
                 yield event
             yield sse("", "end")
         finally:
-            await body.aclose()  # type: ignore[attr-defined]
+            await upstream.close()
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        relay(),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=BackgroundTask(upstream.close),
+    )
 
 
 @router.get("/toolboxes/{toolbox_id}/tools/{name}/logs.txt")
@@ -154,10 +160,23 @@ async def log_download(
     tail: TailQuery = 1000,
 ) -> StreamingResponse:
     toolbox = await run_in_threadpool(visible_toolbox, db, browser.user, toolbox_id)
-    response = await tool_logs(
-        name=name, toolbox=toolbox, user=browser.user, context=context, tail=tail, since=None,
-        timestamps=True, follow=False,
-    )  # fmt: skip
+    stream = await tool_logs.open_logs(
+        context,
+        toolbox,
+        name,
+        tail=tail,
+        since=None,
+        timestamps=True,
+        follow=False,
+        user=browser.user,
+    )
     filename = f"{toolbox.name}-{name}.log"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return StreamingResponse(
+        stream.chunks,
+        media_type="text/plain; charset=utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+        background=BackgroundTask(stream.close),
+    )

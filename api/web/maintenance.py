@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api.deps import SessionDep, visible_toolbox
 from api.errors import ApiError
 from api.models import utcnow
-from api.monitoring.router import end_window, start_window
+from api.monitoring import maintenance
 from api.monitoring.schemas import MaintenanceIn
 from api.web.auth import PostingBrowserDep
 from api.web.templating import render
@@ -54,7 +54,7 @@ def start(
         return _banner(request, "bad", "Not started.", why, 422)
     try:
         toolbox = visible_toolbox(db, browser.user, toolbox_id)
-        window = start_window(db, toolbox, browser.user, body)
+        window = maintenance.start(db, toolbox, browser.user, body.until, body.reason)
     except ApiError as error:
         return _banner(request, "bad", "Not started.", error.message, error.status)
     text = f"No alert and no automatic recovery until {window.until:%Y-%m-%d %H:%M:%S UTC}."
@@ -67,7 +67,7 @@ def end(
 ) -> HTMLResponse:
     try:
         toolbox = visible_toolbox(db, browser.user, toolbox_id)
-        end_window(db, toolbox, browser.user)
+        maintenance.end(db, toolbox, browser.user)
     except ApiError as error:
         return _banner(request, "bad", "Not ended.", error.message, error.status)
     return _banner(request, "ok", "Maintenance ended.", "Alerts and recovery are back on.")

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ContextDep, SessionDep
 from api.errors import ApiError
 from api.monitoring.router import MonitorDep
-from api.routes.toolboxes import import_toolboxes
+from api.services import toolboxes
 from api.web.auth import BrowserDep, PostingBrowserDep
 from api.web.templating import render
 from api.web.views import toolbox_rows
@@ -61,7 +61,7 @@ async def sync(
             status_code=403,
         )
     try:
-        report = await run_in_threadpool(import_toolboxes, browser.user, context, db)
+        report = await run_in_threadpool(toolboxes.import_tagged, browser.user, context, db)
         states = await monitor.sync_all()
     except ApiError as error:
         return render(

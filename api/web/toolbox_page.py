@@ -15,9 +15,8 @@ from api.deps import ContextDep, SessionDep, visible_toolbox
 from api.errors import NotFound, UpstreamError
 from api.models import Toolbox, User
 from api.monitoring import maintenance
-from api.routes.runs import list_runs
 from api.schemas.observations import Observation
-from api.services import observe
+from api.services import observe, run_history
 from api.web import panels
 from api.web.auth import Browser, BrowserDep
 from api.web.deploy_form import DeployForm
@@ -109,11 +108,8 @@ async def toolbox_page(
         return _not_found(request, browser, toolbox_id)
     values = await tab_context(context, db, toolbox, browser.user, tab, tool)
     runs = await run_in_threadpool(
-        lambda: list_runs(
-            user=browser.user, session=db, toolbox_id=toolbox.id, status=None,
-            limit=RECENT_RUNS, offset=0,
-        )
-    )  # fmt: skip
+        lambda: run_history.list_runs(db, browser.user, toolbox_id=toolbox.id, limit=RECENT_RUNS)
+    )
     return render(
         request,
         "toolbox.html",

@@ -43,13 +43,14 @@ def _as_postgres(*command: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Yields a server URL without a database name: postgresql://postgres@127.0.0.1:PORT"""
+def postgres_cluster(port: int | None = None) -> Iterator[str]:
+    """Yields a server URL without a database name: postgresql://postgres@127.0.0.1:PORT
+    (on `port`, or a free one)."""
     bin_dir = _pg_bin()
     root = Path(tempfile.mkdtemp(prefix="dtma-pg-"))
     shutil.chown(root, "postgres", "postgres")
     data = root / "data"
-    port = _free_port()
+    port = port or _free_port()
     _as_postgres(
         str(bin_dir / "initdb"),
         "-D",

@@ -119,7 +119,7 @@ class Console:
 
     @property
     def monitor(self) -> Monitor:
-        monitor: Monitor = self.app.state.monitor
+        monitor: Monitor = self.app.state.context.monitor
         return monitor
 
     def http(self) -> httpx.Client:

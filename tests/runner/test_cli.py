@@ -49,7 +49,8 @@ def test_run_exits_1_with_the_reason_when_the_run_fails(sandbox: fleet.SandboxIn
     assert ran.exit_code == 1
     assert ran.stdout.startswith("FAILED: tool.restart failed on toolbox-1: ")
     assert "tool instance 'nope' not found on toolbox-1" in ran.stdout
-    assert "FAILED      toolbox-1 | Fail when the tool instance does not exist" in ran.stderr
+    failed_task = "Check that the tool instance exists and is a DTMA tool instance"
+    assert f"FAILED      toolbox-1 | {failed_task}" in ran.stderr
 
 
 @pytest.mark.parametrize(

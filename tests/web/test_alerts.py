@@ -21,7 +21,7 @@ pytestmark = pytest.mark.sandbox
 
 def monitor_cycle(console: Console, toolbox_id: str) -> list[str]:
     """One monitoring cycle on the service's own loop, waiting for its repairs."""
-    monitor: Monitor = console.app.state.monitor
+    monitor: Monitor = console.app.state.context.monitor
     future = asyncio.run_coroutine_threadsafe(
         monitor.run_cycle([toolbox_id], wait=True), monitor.loop
     )

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.sandbox
 
 def sync(console: Console, droplet: str) -> ToolboxSync:
     """One status sync of the toolbox, on the service's own loop."""
-    monitor: Monitor = console.app.state.monitor
+    monitor: Monitor = console.app.state.context.monitor
     future = asyncio.run_coroutine_threadsafe(
         monitor.sync_all([console.toolboxes[droplet]]), monitor.loop
     )

@@ -2,7 +2,7 @@
 (issuer + subject) kept apart from local users
 
 Revision ID: 1401_token_lifecycle
-Revises: 1402_vault_bindings
+Revises: 1501_run_leases
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1401_token_lifecycle"
-down_revision = "1402_vault_bindings"
+down_revision = "1501_run_leases"
 branch_labels = None
 depends_on = None
 
