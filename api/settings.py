@@ -135,8 +135,8 @@ class Settings(BaseSettings):
     # With jwt_secret, JWTs must carry this `iss` and jwt_audience as `aud` (both required).
     jwt_issuer: str | None = Field(default=None, min_length=1, max_length=512)
     # Log streams with follow=true open at once, per user and in this console process.
-    max_follows_per_user: int = Field(default=4, ge=1, le=1000)
-    max_follows: int = Field(default=64, ge=1, le=100_000)
+    max_follows_per_user: int = Field(default=8, ge=1, le=1000)
+    max_follows: int = Field(default=128, ge=1, le=100_000)
     # Runs queued or running at once that one user started (across every console process).
     max_runs_per_user: int = Field(default=8, ge=1, le=10_000)
     # SSH-probe fallbacks of on-demand reads at once in this process, on their own threads;
