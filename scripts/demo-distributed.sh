@@ -15,12 +15,14 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PG_DIR=${DTMA_DEMO_PG_DIR:-/var/tmp/dtma-demo-distributed/pg}
 
 stop_all() {
-    for pidfile in "$STATE"/*.pid; do
+    # Consoles, then workers (a warm shutdown lets their runs end), then the broker.
+    for pidfile in "$STATE"/console-*.pid "$STATE"/worker-*.pid "$STATE"/redis.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
         if kill -0 "$pid" 2>/dev/null; then
             kill "$pid"
-            while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+            for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
         fi
         rm -f "$pidfile"
     done
