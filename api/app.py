@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from api import __version__, migrate, web
 from api.context import Context
+from api.cors import CorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
-from api.routes import compat, dtma, health, runs, toolboxes, tools
+from api.routes import compat, dtma, health, runs, tokens, toolboxes, tools
 from api.settings import Settings
 from api.vault import router as vault
 from api.vault.startup import open_vault
@@ -41,8 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, limit=context.settings.max_body_bytes)
+    if context.settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=context.settings.cors_origins)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault):
+    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault, tokens):
         app.include_router(module.router)
     web.install(app)
     return app

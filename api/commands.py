@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from api import migrate, monitoring
 from api.context import Context
 from api.db import session_scope
 from api.errors import ApiError
 from api.log import configure_logging
-from api.services import audit, toolboxes, users
+from api.services import audit, tokens, toolboxes, users
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
 from api.vault.crypto import MasterKeyError
@@ -34,6 +37,17 @@ def _context() -> Context:
     return context
 
 
+def _settings() -> Settings:
+    """The settings, or exit 1 with what is wrong with them (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "settings"
+            typer.secho(f"error: {where}: {problem['msg']}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from None
+
+
 def _fail(error: ApiError) -> typer.Exit:
     typer.secho(f"error: {error.message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
@@ -46,7 +60,7 @@ def serve(
     """Run the console's HTTP service (migrates the database first)."""
     from api.app import create_app
 
-    settings = Settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -109,17 +123,61 @@ def db_upgrade() -> None:
 def token_create(
     user: str = typer.Option(..., "--user", help="User name (created when missing)."),
     admin: bool = typer.Option(False, "--admin", help="Make the user an admin."),
+    expires: str | None = typer.Option(
+        None, "--expires", help="Lifetime such as 30d, 12h, 90m or 2w (default: never)."
+    ),
+    label: str | None = typer.Option(None, "--label", help="What the token is for."),
 ) -> None:
     """Create an API token; it is printed once and only its hash is stored."""
     context = _context()
     try:
+        lifetime = tokens.parse_lifetime(expires) if expires is not None else None
         with session_scope(context.sessions) as session:
-            account, token = users.create_token(session, user, admin=admin)
+            account = users.named_user(session, user, admin=admin)
+            row, token = tokens.create(session, account, label=label, lifetime=lifetime)
             role = "admin" if account.is_admin else "user"
+            until = f"expires {row.expires_at.isoformat()}" if row.expires_at else "no expiry"
+            typer.echo(f"token {row.id} for {user} ({role}, {until}), shown once:", err=True)
     except ApiError as error:
         raise _fail(error) from error
-    typer.echo(f"token for {user} ({role}), shown once:", err=True)
     typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """Every API token (never the token itself): id, user, label, dates, state."""
+    context = _context()
+    with session_scope(context.sessions) as session:
+        views = [tokens.view(row) for row in tokens.listed(session, None)]
+    if as_json:
+        typer.echo(json.dumps([view.model_dump(mode="json") for view in views]))
+        return
+    typer.echo("id\tuser\tadmin\tlabel\tstate\tcreated\tlast used\texpires")
+    for view in views:
+        dates = (view.created_at, view.last_used_at, view.expires_at)
+        shown = "\t".join(d.isoformat(timespec="seconds") if d else "-" for d in dates)
+        admin = "admin" if view.admin else "-"
+        typer.echo(f"{view.id}\t{view.user}\t{admin}\t{view.label or '-'}\t{view.state}\t{shown}")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str = typer.Argument(..., help="The token's id (token list).")) -> None:
+    """Revoke an API token at once; the web sessions signed in with it end too."""
+    context = _context()
+    try:
+        with session_scope(context.sessions) as session:
+            row = tokens.revoke(session, tokens.visible(session, None, token_id))
+            audit.record(
+                session, user=None, action="tokens.revoke", outcome="successful",
+                parameters={"id": row.id}, actor="cli",
+            )  # fmt: skip
+            revoked_at = row.revoked_at
+    except ApiError as error:
+        raise _fail(error) from error
+    assert revoked_at is not None
+    typer.echo(f"revoked\t{token_id}\t{revoked_at.isoformat()}")
 
 
 def sync() -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory
 from api.services.credentials import CredentialSource, OperatorKeySource
+from api.services.limits import FollowSlots, ProbePool
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ class Context:
     _runs: RunManager | None = field(default=None, repr=False)
     _monitor: Monitor | None = field(default=None, repr=False)
     _scheduler: Scheduler | None = field(default=None, repr=False)
+    # Bounds on load (api/services/limits.py): followed log streams, SSH-probe threads.
+    follows: FollowSlots = field(default_factory=FollowSlots, repr=False)
+    probes: ProbePool = field(default_factory=ProbePool, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:

@@ -77,6 +77,18 @@ class InvalidInput(ApiError):
         super().__init__(message, field=field)
 
 
+class TooManyRequests(ApiError):
+    """A bound on load was reached (api/services/limits.py); nothing was started. Codes:
+    `too_many_follows`, `follows_exhausted`, `too_many_runs`, `ssh_probes_busy`."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, code: str, limit: int, retry_after: int = 5) -> None:
+        super().__init__(message, code=code, limit=limit)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class UpstreamError(ApiError):
     """A system the console depends on (DigitalOcean API, an agent) failed to answer."""
 

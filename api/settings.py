@@ -7,14 +7,17 @@ up in a repr, a log line or an error message.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# An exact browser origin: scheme, host (or [IPv6]), optional port; nothing else.
+CORS_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,55 @@ class Settings(BaseSettings):
         if not self.database_url.startswith(prefix) or self.database_url == prefix + ":memory:":
             return None
         return Path(self.database_url.removeprefix(prefix))
+
+    # -- API tokens, JWTs, bounded load, CORS (issue 14) ---------------------------------
+    # With jwt_secret, JWTs must carry this `iss` and jwt_audience as `aud` (both required).
+    jwt_issuer: str | None = Field(default=None, min_length=1, max_length=512)
+    # Log streams with follow=true open at once, per user and in this console process.
+    max_follows_per_user: int = Field(default=8, ge=1, le=1000)
+    max_follows: int = Field(default=128, ge=1, le=100_000)
+    # Runs queued or running at once that one user started (across every console process).
+    max_runs_per_user: int = Field(default=8, ge=1, le=10_000)
+    # SSH-probe fallbacks of on-demand reads at once in this process, on their own threads;
+    # a read beyond that is answered 429 `ssh_probes_busy` instead of waiting.
+    ssh_probe_concurrency: int = Field(default=8, ge=1, le=256)
+    # Exact browser origins (scheme://host[:port]) allowed to call /functions/v1/* and
+    # /api/v1/* cross-origin, comma-separated; `*` is refused.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_cors_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*" or "*" in origin:
+                raise ValueError(
+                    "DTMA_CORS_ORIGINS must list exact origins such as "
+                    "https://app.example.com; '*' is refused (any site could then call "
+                    "the console with its users' credentials)"
+                )
+            if not CORS_ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"DTMA_CORS_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path, no trailing slash)"
+                )
+        return origins
+
+    @model_validator(mode="after")
+    def _jwt_claims_checked(self) -> Settings:
+        if self.jwt_secret is not None and (not self.jwt_issuer or not self.jwt_audience):
+            raise ValueError(
+                "DTMA_JWT_SECRET needs DTMA_JWT_ISSUER and DTMA_JWT_AUDIENCE: every JWT's "
+                "`iss` and `aud` are checked against them (Supabase: "
+                "https://<project>.supabase.co/auth/v1 and authenticated)"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

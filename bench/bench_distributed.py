@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from api.vault.crypto import generate_master_key
+from api.vault.master import write_key_file
 from sandbox import fleet
 from sandbox.config import SandboxConfig
 from tests.api.console import CLI, Console, console_env
@@ -115,6 +117,9 @@ def main() -> None:
     config = SandboxConfig.from_env()
     sandbox = fleet.up(config, 3)
     workdir = Path(tempfile.mkdtemp(prefix="bench-dist-"))
+    # One master key for every console and worker, outside their data directory.
+    key_file = Path(tempfile.mkdtemp(prefix="bench-dist-key-")) / "master.key"
+    write_key_file(key_file, generate_master_key(), exclusive=True)
     redis_port, pg_port = PORT_BASE, PORT_BASE + 1
     redis = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
@@ -127,6 +132,7 @@ def main() -> None:
             database = create_database(server, "bench")
             env = {
                 **console_env(sandbox, workdir, database, PORT_BASE + 2),
+                "DTMA_MASTER_KEY_FILE": str(key_file),
                 "DTMA_EXECUTOR": "celery",
                 "DTMA_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
             }
@@ -141,9 +147,15 @@ def main() -> None:
                 for i in range(2)
             ]
             local = Console(
-                console_env(
-                    sandbox, workdir / "local", f"sqlite:///{workdir / 'local.db'}", PORT_BASE + 4
-                ),
+                {
+                    **console_env(
+                        sandbox,
+                        workdir / "local",
+                        f"sqlite:///{workdir / 'local.db'}",
+                        PORT_BASE + 4,
+                    ),
+                    "DTMA_MASTER_KEY_FILE": str(key_file),
+                },
                 workdir / "local.log",
             )
             (workdir / "local").mkdir()

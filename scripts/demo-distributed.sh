@@ -11,19 +11,23 @@ REDIS_PORT=${DTMA_DEMO_REDIS_PORT:-6390}
 PG_PORT=${DTMA_DEMO_PG_PORT:-5440}
 API_PORTS=(${DTMA_DEMO_API_PORTS:-8000 8001})
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+# The cluster runs as the postgres user, which cannot enter the 0700 data directory.
+PG_DIR=${DTMA_DEMO_PG_DIR:-/var/tmp/dtma-demo-distributed/pg}
 
 stop_all() {
-    for pidfile in "$STATE"/*.pid; do
+    # Consoles, then workers (a warm shutdown lets their runs end), then the broker.
+    for pidfile in "$STATE"/console-*.pid "$STATE"/worker-*.pid "$STATE"/redis.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
         if kill -0 "$pid" 2>/dev/null; then
             kill "$pid"
-            while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+            for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+            kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
         fi
         rm -f "$pidfile"
     done
-    if [ -f "$STATE/pg/data/postmaster.pid" ]; then
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -m fast stop >/dev/null || true
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null || true
     fi
 }
 if [ "${1:-}" = down ]; then stop_all; echo "distributed demo stopped"; exit 0; fi
@@ -40,12 +44,12 @@ setsid redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly
 echo $! > "$STATE/redis.pid"
 
 # PostgreSQL: one database shared by every console and worker.
-if [ ! -d "$STATE/pg/data" ]; then
-    mkdir -p "$STATE/pg" && chown postgres:postgres "$STATE/pg"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$STATE/pg/data" -A trust -U postgres >/dev/null
+if [ ! -d "$PG_DIR/data" ]; then
+    mkdir -p "$PG_DIR" && chown postgres:postgres "$PG_DIR"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
 fi
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -l "$STATE/pg/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $STATE/pg" start >/dev/null
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" start >/dev/null
 psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='dtma'" \
     | grep -q 1 || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE dtma"
 

@@ -8,7 +8,8 @@ action worked or a read got a live answer; 500 (the existing frontend's failure 
 an action failed (with the real reason and its `code`) or when a read got no live answer
 (then `stale: true` and the last stored answer, if any, under `data`); 400 for an unknown
 action or a missing field, 404 for a toolbox that is not there (or not yours), 409 when the
-toolbox is busy; authentication as everywhere else.
+toolbox is busy, 429 when a bound on load was reached (`too_many_runs`, `ssh_probes_busy`);
+authentication as everywhere else.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ _COMPAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such toolbox (or not yours)", "model": CompatAnswer},
     409: {"description": "The toolbox is busy with another run", "model": CompatAnswer},
     422: {"description": "The body is not the expected JSON object", "model": ErrorBody},
+    429: {
+        "description": "A bound on load was reached, nothing started (`too_many_runs`, "
+        "`ssh_probes_busy`)",
+        "model": CompatAnswer,
+    },
     500: {
         "description": "The action failed (`{success: false, error, code, data: ConsoleResult}`)"
         ", or a read got no live answer (`{success: false, error, stale: true, data}`)",

@@ -18,7 +18,10 @@ from api.services import actions, observe
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/dtma", tags=["dtma"])
 
 _READ_RESPONSES: dict[int | str, dict[str, str]] = {
-    502: {"description": "Neither the agent nor SSH answered, and nothing is stored yet"}
+    429: {
+        "description": "The agent did not answer and every SSH probe is busy (`ssh_probes_busy`)"
+    },
+    502: {"description": "Neither the agent nor SSH answered, and nothing is stored yet"},
 }
 
 

@@ -55,6 +55,11 @@ ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
         f"satisfy the input: its ConsoleResult ({_codes(422)})",
         "model": ActionRefusedOrFailed,
     },
+    429: {
+        "description": "Refused before running: you have DTMA_MAX_RUNS_PER_USER runs queued or "
+        "running (`too_many_runs`)",
+        "model": ErrorBody,
+    },
     502: {
         "description": "The run failed on the toolbox or could not reach it: its ConsoleResult "
         f"({_codes(502)})",

@@ -28,7 +28,10 @@ ToolNamePath = Annotated[str, Path(pattern=TOOL_NAME, description="Tool instance
 @router.get(
     "",
     response_model=Observation,
-    responses={502: {"description": "Nothing answered and nothing is stored"}},
+    responses={
+        429: {"description": "The agent did not answer and every SSH probe is busy"},
+        502: {"description": "Nothing answered and nothing is stored"},
+    },
 )
 async def list_tools(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """Tool instances (managed containers) as the agent sees them; SSH or the last stored
@@ -109,12 +112,14 @@ async def remove_tool(
     responses={
         200: {"content": {"text/plain": {}}, "description": "Log lines, streamed"},
         404: {"description": "No such tool instance on the toolbox"},
+        429: {"description": "Too many followed streams (`too_many_follows`, `follows_exhausted`)"},
         502: {"description": "The agent did not answer"},
     },
 )
 async def read_tool_logs(
     name: ToolNamePath,
     toolbox: ToolboxDep,
+    user: UserDep,
     context: ContextDep,
     tail: Annotated[int, Query(ge=0, le=LOGS_TAIL_MAX)] = 100,
     since: Annotated[datetime | None, Query(description="Only lines after this time")] = None,
@@ -123,8 +128,9 @@ async def read_tool_logs(
 ) -> StreamingResponse:
     """A tool instance's logs from the agent (plain text); `follow=true` keeps streaming."""
     stream = await tool_logs.open_logs(
-        context, toolbox, name, tail=tail, since=since, timestamps=timestamps, follow=follow
-    )
+        context, toolbox, name, tail=tail, since=since, timestamps=timestamps, follow=follow,
+        user=user,
+    )  # fmt: skip
     return StreamingResponse(
         stream.chunks,
         media_type="text/plain; charset=utf-8",

@@ -9,6 +9,7 @@ import runner
 from api.context import Context
 from api.errors import Conflict
 from api.models import Toolbox, User
+from api.services import limits
 from api.services.actions import Action
 from api.services.runs import Target
 
@@ -22,8 +23,11 @@ def _target(context: Context, toolbox: Toolbox) -> Target:
 
 
 async def start(context: Context, toolbox: Toolbox, user: User | None, action: Action) -> str:
-    """Start `action` on `toolbox`; returns the run id (ToolboxBusy, InvalidInput...)."""
+    """Start `action` on `toolbox`; returns the run id (ToolboxBusy, InvalidInput,
+    TooManyRequests when the user has DTMA_MAX_RUNS_PER_USER runs in flight...)."""
     target = await run_in_threadpool(_target, context, toolbox)
+    limit = context.settings.max_runs_per_user
+    await run_in_threadpool(limits.check_runs_of, context.sessions, user, limit)
     return await context.runs.start(target, action, user)
 
 

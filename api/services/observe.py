@@ -108,9 +108,10 @@ async def _fresh(
     timeout = context.settings.ssh_probe_timeout
     try:
         with anyio.fail_after(timeout + 5):
-            data = await anyio.to_thread.run_sync(
-                _PROBES[kind], reach.ssh_target(), timeout, abandon_on_cancel=True
-            )
+            data = await context.probes.run(
+                _PROBES[kind], reach.ssh_target(), timeout,
+                limit=context.settings.ssh_probe_concurrency,
+            )  # fmt: skip
         return Observation(
             toolbox_id=reach.toolbox_id,
             kind=kind,

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.errors import UpstreamError
-from api.models import Toolbox
-from api.services import observe
+from api.models import Toolbox, User
+from api.services import limits, observe
 from api.services.agent import AgentError
 
 LOGS_TAIL_MAX = 5000
@@ -38,9 +38,11 @@ async def open_logs(
     since: datetime | None,
     timestamps: bool,
     follow: bool,
+    user: User,
 ) -> LogStream:
     """Open the agent's log stream, raising UpstreamError when it cannot serve it (before
-    anything is sent); it is closed when its chunks end or the reader stops."""
+    anything is sent), TooManyRequests when `user` follows too many already; it is closed
+    when its chunks end or the reader stops."""
     reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
     if reach.address is None:
         raise UpstreamError("the toolbox has no address", code="agent_unreachable")
@@ -48,6 +50,8 @@ async def open_logs(
     if since is not None:
         params["since"] = since.isoformat()
     stack = AsyncExitStack()
+    if follow:  # each follow holds an agent connection for as long as it lasts: bounded
+        stack.callback(limits.take_follow(context.follows, context.settings, user))
     try:
         upstream = await observe.open_logs(context, reach, name, params, stack)
     except AgentError as error:

@@ -51,7 +51,8 @@ TLS_OUTPUT = "dtma_agent_tls"
 RELEARN_INTERVAL_SECONDS = 15.0
 TOKEN_READ_TIMEOUT = 120
 
-# A droplet tagged `dtma-owner:<user name>` belongs to that user when it is imported.
+# A droplet tagged `dtma-owner:<user id>` belongs to that user when it is imported. Ids,
+# not names: a name is chosen by whoever signs up (a JWT's e-mail), an id never is.
 OWNER_TAG_PREFIX = "dtma-owner:"
 
 
@@ -76,8 +77,8 @@ def new_agent_token() -> str:
 def _owner_from_tags(session: Session, tags: tuple[str, ...]) -> User | None:
     for tag in tags:
         if tag.startswith(OWNER_TAG_PREFIX):
-            name = tag.removeprefix(OWNER_TAG_PREFIX)
-            return session.scalar(select(User).where(User.name == name))
+            user_id = tag.removeprefix(OWNER_TAG_PREFIX)
+            return session.get(User, user_id) if 0 < len(user_id) <= 64 else None
     return None
 
 

@@ -127,7 +127,7 @@ async def log_stream(
         upstream = await tool_logs.open_logs(
             context, toolbox, name,
             tail=LOGS_TAIL_MAX if resume else tail, since=resume.since if resume else None,
-            timestamps=True, follow=True,
+            timestamps=True, follow=True, user=browser.user,
         )  # fmt: skip
     except ApiError as error:
         failure = sse(error.message, "failure") + b"retry: 86400000\n\n"
@@ -161,7 +161,14 @@ async def log_download(
 ) -> StreamingResponse:
     toolbox = await run_in_threadpool(visible_toolbox, db, browser.user, toolbox_id)
     stream = await tool_logs.open_logs(
-        context, toolbox, name, tail=tail, since=None, timestamps=True, follow=False
+        context,
+        toolbox,
+        name,
+        tail=tail,
+        since=None,
+        timestamps=True,
+        follow=False,
+        user=browser.user,
     )
     filename = f"{toolbox.name}-{name}.log"
     return StreamingResponse(

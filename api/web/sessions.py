@@ -16,7 +16,7 @@ import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.auth import authenticate, hash_token
+from api.auth import authenticate, hash_token, refusal
 from api.models import ApiToken, utcnow
 from api.settings import Settings
 from api.web.models import WebSession
@@ -58,9 +58,11 @@ def sign_in(db: Session, settings: Settings, token: str) -> tuple[WebSession, st
         if jwt_expiry is not None:
             expires_at = min(expires_at, jwt_expiry)
     else:
-        api_token_id = db.scalar(
-            select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))
-        )
+        api_token = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        if api_token is not None:
+            api_token_id = api_token.id
+            if api_token.expires_at is not None:
+                expires_at = min(expires_at, api_token.expires_at)
     cookie_value = new_secret()
     row = WebSession(
         token_hash=hash_token(cookie_value),
@@ -76,14 +78,15 @@ def sign_in(db: Session, settings: Settings, token: str) -> tuple[WebSession, st
 
 
 def resolve(db: Session, cookie_value: str | None) -> WebSession | None:
-    """The live session behind a cookie value, or None (unknown, expired, token revoked)."""
+    """The live session behind a cookie value, or None (unknown, expired, its token revoked
+    or expired)."""
     if not cookie_value or len(cookie_value) > 128:
         return None
     row = db.get(WebSession, hash_token(cookie_value))
     if row is None or row.expires_at <= utcnow():
         return None
-    if row.api_token is not None and row.api_token.revoked_at is not None:
-        return None
+    if row.api_token is not None and refusal(row.api_token, utcnow()) is not None:
+        return None  # its token was revoked or ran out: so did the session
     return row
 
 

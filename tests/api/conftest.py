@@ -29,6 +29,9 @@ from tests.api.console import Console, new_console, wait_until
 from tests.api.postgres import create_database, postgres_cluster
 from tests.api.server import free_port, live_server
 
+JWT_ISSUER = "https://project.example.test/auth/v1"
+JWT_AUDIENCE = "authenticated"
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
@@ -89,7 +92,8 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url,
         jwt_secret="test-jwt-secret-0123456789abcdef",
-        jwt_audience=None,
+        jwt_issuer=JWT_ISSUER,
+        jwt_audience=JWT_AUDIENCE,
         do_api_url="http://127.0.0.1:9/v2",  # nothing listens on the discard port
         do_api_token=None,
         ssh_key_file=None,

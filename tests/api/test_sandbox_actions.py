@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -358,6 +359,9 @@ def test_a_console_killed_mid_run_marks_the_run_interrupted_on_restart(
             "ansible to start",
         )
     console.kill()
+    # The cut-short run's private data dir (ansible-runner's raw event files) is left...
+    run_dir = Path(console.env["DTMA_RUNS_DIR"]) / run_id
+    assert run_dir.is_dir()
     console.start()
     with console.http() as http:
         run = http.get(f"/api/v1/runs/{run_id}").json()
@@ -365,3 +369,4 @@ def test_a_console_killed_mid_run_marks_the_run_interrupted_on_restart(
         assert run["success"] is False and "unknown" in run["error"]
         assert not [p for p in psutil.process_iter() if _run_marker(p) == run_id]
         assert http.get(f"/api/v1/toolboxes/{toolbox_id}").json()["active_run_id"] is None
+    assert not run_dir.exists()  # ...until the restarted console's recovery removed it

@@ -32,7 +32,7 @@ def test_sync_follows_pages_imports_only_tagged_droplets_and_marks_vanished_ones
     do_emulator: SeededEmulator,
 ) -> None:
     droplets = [seeded_droplet(i, ["dtma"] if i % 3 else ["other"]) for i in range(1, 451)]
-    droplets[0]["tags"] = ["dtma", "dtma-owner:alice"]
+    droplets[0]["tags"] = ["dtma", f"dtma-owner:{alice['id']}"]
     do_emulator.seed(droplets)
     auth = {"Authorization": admin["auth"]}
     report = client.post("/api/v1/toolboxes/sync", headers=auth).json()

@@ -47,7 +47,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_without_a_master_key_the_service_and_its_commands_refuse_to_start(
+def test_without_a_master_key_the_service_the_worker_and_commands_refuse_to_start(
     tmp_path: Path,
 ) -> None:
     env = keyless_env(tmp_path / "data" / "console.db")
@@ -64,6 +64,17 @@ def test_without_a_master_key_the_service_and_its_commands_refuse_to_start(
     )  # fmt: skip
     assert created.returncode == 1 and created.stdout == ""
     assert "no master key configured" in created.stderr and GENERATE_COMMAND in created.stderr
+    upgraded = subprocess.run(
+        [str(CLI), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr  # a fresh database needs no key
+    worker = subprocess.run(
+        [str(CLI), "worker"], env={**env, "DTMA_BROKER_URL": "redis://127.0.0.1:9/0"},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert worker.returncode == 1, worker.stdout + worker.stderr
+    assert "no master key configured" in worker.stderr and GENERATE_COMMAND in worker.stderr
     assert not list(tmp_path.rglob("master.key"))  # nothing generated behind the operator
     # The advised generator needs no key itself and prints one the service accepts.
     generated = subprocess.run(

@@ -24,6 +24,12 @@ from api.web.models import WebSession
 from tests.api.server import live_server
 
 JWT_SECRET = "web-session-test-secret-0123456789"
+JWT_ISSUER = "https://project.example.test/auth/v1"
+
+
+def jwt_for(subject: str, expires: int) -> str:
+    claims = {"sub": subject, "exp": expires, "iss": JWT_ISSUER, "aud": "authenticated"}
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 @pytest.fixture
@@ -32,6 +38,8 @@ def app(tmp_path: Path) -> FastAPI:
         Settings(
             database_url=f"sqlite:///{tmp_path / 'console.db'}",
             jwt_secret=JWT_SECRET,
+            jwt_issuer=JWT_ISSUER,
+            jwt_audience="authenticated",
             monitor_interval=0,
         )
     )
@@ -62,7 +70,7 @@ def new_token(app: FastAPI, name: str) -> str:
 
 def test_a_jwt_signs_in_and_the_session_ends_with_it(app: FastAPI, base_url: str) -> None:
     expires = int(time.time()) + 120
-    token = jwt.encode({"sub": "jwt-user", "exp": expires}, JWT_SECRET, algorithm="HS256")
+    token = jwt_for("jwt-user", expires)
     answer = sign_in(base_url, token)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/toolboxes"
@@ -75,7 +83,7 @@ def test_a_jwt_signs_in_and_the_session_ends_with_it(app: FastAPI, base_url: str
 
 
 def test_an_expired_jwt_is_refused(base_url: str) -> None:
-    token = jwt.encode({"sub": "late", "exp": int(time.time()) - 5}, JWT_SECRET, algorithm="HS256")
+    token = jwt_for("late", int(time.time()) - 5)
     answer = sign_in(base_url, token)
     assert answer.status_code == 401
     assert "token expired" in answer.text

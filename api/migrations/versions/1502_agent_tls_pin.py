@@ -1,7 +1,7 @@
 """toolboxes: the pinned TLS certificate of each agent
 
 Revision ID: 1502_agent_tls_pin
-Revises: 1501_run_leases
+Revises: 1401_token_lifecycle
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1502_agent_tls_pin"
-down_revision = "1501_run_leases"
+down_revision = "1401_token_lifecycle"
 branch_labels = None
 depends_on = None
 
