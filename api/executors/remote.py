@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 import runner
 from api.context import Context
-from api.errors import Conflict, InvalidInput, NotFound, Unavailable
+from api.errors import Conflict, NotFound, Unavailable
 from api.executors import bus
 from api.executors.celery_app import TASK_NAME, make_celery
 from api.metrics import RUNS, RUNS_QUEUED
@@ -29,7 +29,7 @@ from api.secret_box import seal
 from api.services import leases, run_store
 from api.services.actions import Action
 from api.services.run_store import IN_FLIGHT
-from api.services.runs import AfterRunHook, Target, run_request
+from api.services.runs import AfterRunHook, Target, validated_request
 
 log = logging.getLogger("api.executors")
 
@@ -77,20 +77,7 @@ class CeleryRunManager:
     # -- start -------------------------------------------------------------------------------
     async def start(self, target: Target, action: Action, user: User | None) -> str:
         run_id = new_id()
-        request = run_request(
-            self._context,
-            run_id,
-            target.toolbox_id,
-            target.host,
-            target.credentials,
-            action.name,
-            action.playbook,
-            action.extravars,
-        )
-        try:
-            runner.validate_request(request)
-        except runner.RequestError as error:
-            raise InvalidInput(error.field, error.message) from error
+        validated_request(self._context, run_id, target, action)
         sealed = seal(json.dumps(action.extravars), Run.extravars_sealed, run_id)
         sessions = self._context.sessions
         await run_in_threadpool(

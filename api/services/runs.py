@@ -104,6 +104,28 @@ def run_request(
     )
 
 
+def validated_request(
+    context: Context, run_id: str, target: Target, action: Action
+) -> runner.RunRequest:
+    """The run's request, checked by runner/ before anything is stored (InvalidInput when
+    it refuses it), the same in every executor."""
+    request = run_request(
+        context,
+        run_id,
+        target.toolbox_id,
+        target.host,
+        target.credentials,
+        action.name,
+        action.playbook,
+        action.extravars,
+    )
+    try:
+        runner.validate_request(request)
+    except runner.RequestError as error:
+        raise InvalidInput(error.field, error.message) from error
+    return request
+
+
 async def confirm_result(
     context: Context, action: str, toolbox_id: str, result: runner.ConsoleResult
 ) -> runner.ConsoleResult:
@@ -193,20 +215,7 @@ class LocalRunManager:
     # -- start -----------------------------------------------------------------------------
     async def start(self, target: Target, action: Action, user: User | None) -> str:
         run_id = new_id()
-        request = run_request(
-            self._context,
-            run_id,
-            target.toolbox_id,
-            target.host,
-            target.credentials,
-            action.name,
-            action.playbook,
-            action.extravars,
-        )
-        try:
-            runner.validate_request(request)
-        except runner.RequestError as error:
-            raise InvalidInput(error.field, error.message) from error
+        request = validated_request(self._context, run_id, target, action)
         # A free slot is taken now (the run is stored `running`); otherwise it queues.
         slotted = not self._slots.locked()
         if slotted:

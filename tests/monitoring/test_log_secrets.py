@@ -12,6 +12,7 @@ from tests.api.server import free_port
 from tests.monitoring.conftest import WebhookReceiver
 
 SECRET = "hook-s3cr3t-4f1a"
+HOOK, APPRISE = "log-secrets-hook", "log-secrets-apprise"
 
 
 def test_notification_urls_with_secrets_stay_out_of_the_console_log(
@@ -26,14 +27,15 @@ def test_notification_urls_with_secrets_stay_out_of_the_console_log(
         "DTMA_DO_API_URL": "http://127.0.0.1:9/v2",
         "DTMA_MONITOR_INTERVAL": "0",
         "DTMA_LOG_LEVEL": "DEBUG",
-        "DTMA_ALERT_WEBHOOKS": json.dumps([f"{webhook_receiver.url}/ok?token={SECRET}"]),
-        "DTMA_NOTIFY_URLS": f"json://user:{SECRET}@{host}/all",
+        # Paths of their own on the session's receiver: other tests count what reaches theirs.
+        "DTMA_ALERT_WEBHOOKS": json.dumps([f"{webhook_receiver.url}/{HOOK}?token={SECRET}"]),
+        "DTMA_NOTIFY_URLS": f"json://user:{SECRET}@{host}/{APPRISE}",
     }
     console = Console(env=env, log_path=tmp_path / "console.log")
     created = console.cli("token", "create", "--user", "ops", "--admin")
     assert created.returncode == 0, created.stderr
     console.token = created.stdout.strip().splitlines()[-1]
-    before = (len(webhook_receiver.bodies("/ok")), len(webhook_receiver.bodies("/all")))
+    before = (len(webhook_receiver.bodies(f"/{HOOK}")), len(webhook_receiver.bodies(f"/{APPRISE}")))
     console.start()
     try:
         with console.http() as http:
@@ -42,7 +44,7 @@ def test_notification_urls_with_secrets_stay_out_of_the_console_log(
         assert (sent.json()["delivered"], sent.json()["failed"]) == (2, 0)
     finally:
         console.stop()
-    after = (len(webhook_receiver.bodies("/ok")), len(webhook_receiver.bodies("/all")))
+    after = (len(webhook_receiver.bodies(f"/{HOOK}")), len(webhook_receiver.bodies(f"/{APPRISE}")))
     assert after == (before[0] + 1, before[1] + 1)  # both really went out over HTTP
     log = console.log_path.read_text()
     # The log did record the request (at DEBUG, with the library loggers' own lines)...
