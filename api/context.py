@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory
 from api.services.credentials import CredentialSource, OperatorKeySource
-from api.services.limits import FollowSlots, ProbePool
+from api.services.limits import FollowSlots, ProbePool, SharedReads
 from api.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class Context:
     # Bounds on load (api/services/limits.py): followed log streams, SSH-probe threads.
     follows: FollowSlots = field(default_factory=FollowSlots, repr=False)
     probes: ProbePool = field(default_factory=ProbePool, repr=False)
+    # Concurrent on-demand reads of one toolbox share one live read (api/services/observe.py).
+    shared_reads: SharedReads = field(default_factory=SharedReads, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     agent_port: int = Field(default=30000, ge=1, le=65535)
     agent_timeout: float = Field(default=3.0, gt=0, le=60)
     ssh_probe_timeout: float = Field(default=10.0, gt=0, le=120)
+    # A read within this many seconds of the last live answer (on-demand or the monitor's)
+    # answers from it (`cached: true`, `age_ms`), unless a run held or changed the toolbox
+    # since; 0 reads live every time.
+    read_fresh_seconds: float = Field(default=2.0, ge=0, le=60)
 
     # Key vault (api/vault): master key(s) sealing secrets at rest, comma-separated while
     # rotating (the first seals, all unseal), or a key file outside the data directory.

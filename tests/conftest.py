@@ -18,6 +18,9 @@ from sandbox.config import PROJECT_ROOT, SandboxConfig
 SANDBOX_DROPLETS = int(os.environ.get("DTMA_TEST_DROPLETS", "3"))
 # No background monitoring loop in any app a test builds; tests drive cycles themselves.
 os.environ.setdefault("DTMA_MONITOR_INTERVAL", "0")
+# Tests change droplets behind the console's back and read them at once: every read is live
+# unless a test asks for the fresh-read window (tests/api/test_sandbox_reads_fresh.py).
+os.environ.setdefault("DTMA_READ_FRESH_SECONDS", "0")
 # One master key for every console of the session (the vault's keyring is process-wide),
 # in a key file outside any data directory, as the service requires without DTMA_DEMO=1.
 _MASTER_KEY_DIR = Path(tempfile.mkdtemp(prefix="dtma-test-master-key-"))

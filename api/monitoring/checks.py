@@ -14,7 +14,7 @@ from typing import Any
 
 from api.models import ToolInstance
 from api.monitoring.limits import Limits
-from api.monitoring.observe import Observation
+from api.monitoring.looks import Observation
 
 REACHABLE = "droplet_reachable"
 AGENT = "agent"

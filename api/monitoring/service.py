@@ -23,7 +23,7 @@ from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
 from api.monitoring import history, reminders
-from api.monitoring.observe import Observer
+from api.monitoring.looks import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
 from api.monitoring.webhooks import WebhookDispatcher

@@ -1,58 +1,45 @@
-"""Write what an observation found into the toolbox's rows: status, agent version, last seen,
-last error, last answers, a metric sample (nulls when it did not answer) and one per running
-tool instance, and its tool instances (new ones added, vanished
-ones marked removed, by the read path's own `instances.record_containers`). The caller owns
-the transaction."""
+"""Write what a look found: the toolbox's observed state through the one writer of it
+(api/services/toolbox_state.py), and its metric samples (nulls when it did not answer) with
+one per running tool instance. The caller owns the transaction."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from api.models import Toolbox
 from api.monitoring.checks import percent
+from api.monitoring.looks import Observation
 from api.monitoring.models import MetricSample, ToolMetricSample
-from api.monitoring.observe import Observation
-from api.services import instances
-
-# Toolbox.status for each source the last look got its answers from.
-STATUS_BY_SOURCE = {"agent": "up", "ssh": "down", "none": "unreachable"}
+from api.services import toolbox_state
 
 
 def record_observation(session: Session, toolbox: Toolbox, observation: Observation) -> None:
-    # An agent that answers but refuses the console's token is not "down": restarting it
-    # would not help (the badge says so, and recovery does not restart it).
-    toolbox.status = (
-        "refused" if observation.agent_refused else STATUS_BY_SOURCE[observation.source]
-    )
-    toolbox.last_error = observation.error
     # Every look is a sample, one of nulls when the toolbox did not answer: a gap in its
     # history, not a zero.
     session.add(sample(toolbox.id, observation))
-    if not observation.reachable:
-        return
-    toolbox.last_seen_at = observation.observed_at
-    version = (observation.status or {}).get("version")
-    if version:
-        toolbox.agent_version = str(version)
-    # The same shape the read path (api/services/observe.py) keeps and serves when stale.
-    answers = {
-        "status": observation.status,
-        "system": observation.system,
-        "tools": None
-        if observation.containers is None
-        else {"total": len(observation.containers), "containers": observation.containers},
-    }
-    stamp = {"source": observation.source, "observed_at": observation.observed_at.isoformat()}
+    errors = {}
+    if observation.agent_error:
+        errors["agent"] = observation.agent_error
+    if observation.ssh_error:
+        errors["ssh"] = observation.ssh_error
+    answers: dict[toolbox_state.Kind, Any] = {}
+    if observation.reachable:
+        answers = {"status": observation.status, "system": observation.system}
+        if observation.containers is not None:
+            containers = observation.containers
+            answers["tools"] = {"total": len(containers), "containers": containers}
+        answers = {kind: data for kind, data in answers.items() if data is not None}
     # A look that answered answers all three, so the old state is replaced, not merged
     # (and never needs to be read: the sync loads the rows without it).
-    toolbox.last_state = {
-        kind: {**stamp, "data": data} for kind, data in answers.items() if data is not None
-    }
+    toolbox_state.record(
+        session, toolbox, answers, source=observation.source,
+        observed_at=observation.observed_at, errors=errors,
+        refused=observation.agent_refused, replace=True,
+    )  # fmt: skip
     if observation.containers is not None:
         session.add_all(tool_samples(toolbox.id, observation))
-        instances.record_containers(
-            session, toolbox, observation.containers, observation.observed_at
-        )
 
 
 def sample(toolbox_id: str, observation: Observation) -> MetricSample:

@@ -25,13 +25,14 @@ from api.monitoring import checks, maintenance
 from api.monitoring.evaluate import apply_verdicts
 from api.monitoring.events import AlertEvent
 from api.monitoring.limits import Limits
+from api.monitoring.looks import Observation, Observer, Target
 from api.monitoring.metrics import ALERT_EVENTS, SYNC_DURATION, SYNC_TOOLBOXES
 from api.monitoring.models import Alert, CheckState, MonitoringSettings
-from api.monitoring.observe import Observation, Observer, Target
-from api.monitoring.store import STATUS_BY_SOURCE, record_observation
+from api.monitoring.store import record_observation
 from api.secret_box import unseal_from
 from api.services.credentials import CredentialSource
 from api.services.probe import SshTarget
+from api.services.toolbox_state import STATUS_BY_SOURCE
 from api.services.toolboxes import agent_pin
 from api.settings import Settings
 

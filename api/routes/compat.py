@@ -168,9 +168,8 @@ async def _run(
 
 async def _read(context: Context, toolbox: Toolbox, kind: observe.Kind) -> JSONResponse:
     """A live answer is a success; the last stored answer never is (500, `stale: true`)."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
     try:
-        observation = await observe.read(context, reach, kind)
+        observation = await observe.read_toolbox(context, toolbox, kind)
     except UpstreamError as error:  # nothing answered and nothing is stored
         return _answer(500, success=False, text=error.message, code=error.code, stale=True)
     if not observation.stale:

@@ -29,15 +29,13 @@ _READ_RESPONSES: dict[int | str, dict[str, str]] = {
 async def dtma_status(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """Agent version, uptime, Docker engine state, tool counts: from the agent, or an SSH
     probe when the agent does not answer, or the last stored answer marked stale."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
-    return await observe.read(context, reach, "status")
+    return await observe.read_toolbox(context, toolbox, "status")
 
 
 @router.get("/system", response_model=Observation, responses=_READ_RESPONSES)
 async def dtma_system(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """CPU, memory, disk, load and uptime, with the same fallbacks as the status."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
-    return await observe.read(context, reach, "system")
+    return await observe.read_toolbox(context, toolbox, "system")
 
 
 async def _agent_action(

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.deps import ContextDep, ToolboxDep, UserDep
@@ -36,8 +35,7 @@ ToolNamePath = Annotated[str, Path(pattern=TOOL_NAME, description="Tool instance
 async def list_tools(toolbox: ToolboxDep, context: ContextDep) -> Observation:
     """Tool instances (managed containers) as the agent sees them; SSH or the last stored
     list when it does not answer. `data` is `{total, containers: [...]}`."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
-    return await observe.read(context, reach, "tools")
+    return await observe.read_toolbox(context, toolbox, "tools")
 
 
 @router.post("", responses=ACTION_RESPONSES)

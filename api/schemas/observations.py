@@ -25,4 +25,12 @@ class Observation(BaseModel):
     errors: dict[str, str] = Field(
         default_factory=dict, description="Why fresher sources did not answer, by source"
     )
+    cached: bool = Field(
+        default=False,
+        description="True when a live answer younger than DTMA_READ_FRESH_SECONDS was reused "
+        "(its source is the live one it came from)",
+    )
+    age_ms: int | None = Field(
+        default=None, description="For reused answers: how old the answer was, in milliseconds"
+    )
     data: Any

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -148,3 +148,21 @@ class ProbePool:
     def shutdown(self) -> None:
         """Idle threads end now; a probe still running ends with its own timeout."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class SharedReads:
+    """Concurrent reads of one key in this process share one call: the first reader starts
+    it, the others wait for its answer (or its error). Nothing is kept once it ends."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(call())
+            self._running[key] = running
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        # A reader that gives up (its client left) must not cancel the others' answer.
+        answer: T = await asyncio.shield(running)
+        return answer

@@ -1,27 +1,30 @@
-"""The read path: ask the agent, fall back to an SSH probe, fall back to the last stored
-answer (marked stale). Every answer says its source and when it was observed, and the
-toolbox row is updated with what was learnt (status, version, last seen, last error)."""
+"""The read path: a fresh answer when one is younger than DTMA_READ_FRESH_SECONDS, else ask
+the agent, fall back to an SSH probe, fall back to the last stored answer (marked stale).
+Every answer says its source and when it was observed, and what was learnt is written
+through api/services/toolbox_state.py (status, version, last seen, last error)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.errors import UpstreamError
-from api.models import Toolbox, utcnow
+from api.models import Run, Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.secret_box import unseal_from
-from api.services import instances, probe, toolboxes
+from api.services import probe, toolbox_state, toolboxes
 from api.services.agent import PIN_CHANGED_CODE, AgentError, AgentPin, AgentTarget, LogStream
 from api.services.credentials import SshCredentials
+from api.services.toolbox_state import Kind
 
-Kind = Literal["status", "system", "tools"]
 # The agent answered, but not to the console's token: a state of its own, not "down".
 REFUSED_STATUSES = (401, 403)
 _AGENT_READS: dict[Kind, tuple[str, dict[str, Any] | None]] = {
@@ -83,7 +86,7 @@ class _Attempts:
     agent_refused: bool = False
 
 
-async def _fresh(
+async def _live(
     context: Context, reach: Reach, kind: Kind, attempts: _Attempts
 ) -> Observation | None:
     errors = attempts.errors
@@ -189,45 +192,85 @@ def remember(
     errors: dict[str, str],
     agent_refused: bool = False,
 ) -> None:
-    """Write what the read learnt about the toolbox into its row (and its tool instances)."""
+    """Write what the read learnt about the toolbox (api/services/toolbox_state.py)."""
     with context.sessions.begin() as session:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return
-        fresh = observation is not None and observation.source != "cache"
-        if observation is not None and fresh:
-            toolbox.last_seen_at = observation.observed_at
-            state = dict(toolbox.last_state or {})
-            state[kind] = {
-                "source": observation.source,
-                "observed_at": observation.observed_at.isoformat(),
-                "data": observation.data,
-            }
-            toolbox.last_state = state
-            if kind == "status" and isinstance(observation.data, dict):
-                toolbox.agent_version = observation.data.get("version") or toolbox.agent_version
-            if kind == "tools":
-                instances.record_containers(
-                    session,
-                    toolbox,
-                    observation.data.get("containers", []),
-                    observation.observed_at,
-                )
-        if observation is not None and observation.source == "agent":
-            toolbox.status = "up"
-        elif agent_refused:
-            toolbox.status = "refused"
-        elif fresh:
-            toolbox.status = "down"
-        else:
-            toolbox.status = "unreachable"
-        toolbox.last_error = "; ".join(f"{k}: {v}" for k, v in errors.items()) or None
+        if observation is None or observation.source == "cache":
+            toolbox_state.record(
+                session, toolbox, {}, source="none", observed_at=utcnow(), errors=errors,
+                refused=agent_refused,
+            )  # fmt: skip
+            return
+        toolbox_state.record(
+            session,
+            toolbox,
+            {kind: observation.data},
+            source="agent" if observation.source == "agent" else "ssh",
+            observed_at=observation.observed_at,
+            errors=errors,
+            refused=agent_refused,
+        )
+
+
+def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
+    """The last live answer of `kind`, reused as it is when younger than
+    DTMA_READ_FRESH_SECONDS (its source kept, `cached: true`, `age_ms`); never while a run
+    holds the toolbox, nor when it was made during a run or before one that ended since (the
+    run may have changed what it says). Reads the toolbox row only (no agent, no unsealing)."""
+    window = context.settings.read_fresh_seconds
+    stored = (toolbox.last_state or {}).get(kind)
+    if window <= 0 or toolbox.active_run_id is not None or not stored:
+        return None
+    if stored.get("source") not in ("agent", "ssh") or stored.get("during_run"):
+        return None
+    observed_at = datetime.fromisoformat(stored["observed_at"])
+    age = utcnow() - observed_at
+    if not timedelta(0) <= age <= timedelta(seconds=window):
+        return None
+    if _run_ended_since(context, toolbox.id, observed_at):
+        return None
+    return Observation(
+        toolbox_id=toolbox.id,
+        kind=kind,
+        source=stored["source"],
+        observed_at=observed_at,
+        stale=False,
+        cached=True,
+        age_ms=int(age.total_seconds() * 1000),
+        errors=dict(stored.get("errors") or {}),
+        data=stored["data"],
+    )
+
+
+def _run_ended_since(context: Context, toolbox_id: str, since: datetime) -> bool:
+    with context.sessions() as session:
+        ended = session.scalar(
+            select(func.max(Run.finished_at)).where(Run.toolbox_id == toolbox_id)
+        )
+    return ended is not None and ended >= since
+
+
+async def read_toolbox(context: Context, toolbox: Toolbox, kind: Kind) -> Observation:
+    """What a toolbox says about `kind`: a fresh answer when there is one (see `fresh`),
+    else a live read, shared by every concurrent reader of the same toolbox and kind in this
+    process (one agent call, one write)."""
+    reused = await run_in_threadpool(fresh, context, toolbox, kind)
+    if reused is not None:
+        return reused
+
+    async def live() -> Observation:
+        reach = await run_in_threadpool(Reach.of, context, toolbox)
+        return await read(context, reach, kind)
+
+    return await context.shared_reads.run((toolbox.id, kind), live)
 
 
 async def read(context: Context, reach: Reach, kind: Kind) -> Observation:
     attempts = _Attempts()
     errors = attempts.errors
-    observation = await _fresh(context, reach, kind, attempts)
+    observation = await _live(context, reach, kind, attempts)
     if observation is None:
         observation = _cached(reach, kind, errors)
     await run_in_threadpool(

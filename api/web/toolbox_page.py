@@ -33,9 +33,8 @@ RECENT_RUNS = 8
 
 async def _observe(context: Context, toolbox: Toolbox, kind: observe.Kind) -> Observation | str:
     """The observation, or the reason nothing at all could be shown."""
-    reach = await run_in_threadpool(observe.Reach.of, context, toolbox)
     try:
-        return await observe.read(context, reach, kind)
+        return await observe.read_toolbox(context, toolbox, kind)
     except UpstreamError as error:
         return error.message
 

@@ -21,8 +21,8 @@ from api.monitoring import checks
 from api.monitoring.evaluate import apply_verdicts
 from api.monitoring.events import alert_event
 from api.monitoring.limits import Limits
+from api.monitoring.looks import Observation
 from api.monitoring.models import Alert, AlertNotification, CheckState
-from api.monitoring.observe import Observation
 from api.monitoring.webhooks import WebhookDispatcher
 from api.settings import Settings
 from tests.monitoring.conftest import WebhookReceiver, add_toolbox

@@ -23,9 +23,9 @@ from api.db import session_scope
 from api.models import Toolbox, User, utcnow
 from api.monitoring import maintenance, reminders, reports
 from api.monitoring.events import alert_event
+from api.monitoring.looks import Observation
 from api.monitoring.models import Alert, AlertNotification
 from api.monitoring.notify import NotifyConfigError, parse_entry
-from api.monitoring.observe import Observation
 from api.monitoring.sync import record_batch
 from api.monitoring.webhooks import WebhookDispatcher
 from api.services import users

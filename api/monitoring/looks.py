@@ -15,16 +15,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from api.models import utcnow
 from api.services.agent import PIN_CHANGED_CODE, AgentClient, AgentError, AgentPin, AgentTarget
 from api.services.probe import ProbeError, SshTarget, read_all
+from api.services.toolbox_state import Source
 from api.services.toolboxes import AgentAccess, needs_relearning
 
-log = logging.getLogger("api.monitoring.observe")
-
-Source = Literal["agent", "ssh", "none"]
+log = logging.getLogger("api.monitoring.looks")
 
 
 @dataclass(frozen=True)
