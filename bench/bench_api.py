@@ -11,7 +11,9 @@ restart is checked from outside (the container's StartedAt moved). Printed: medi
 api / ansible-playbook (goal <= 1.05).
 
 Part 2: BENCH_REQUESTS (default 300) sequential `GET .../dtma/status` (p50, p99), then the
-same number spread over BENCH_CONCURRENCY (default 8) concurrent clients (requests/s).
+same number spread over 8 and 32 concurrent clients (requests/s), twice: live (every read
+asks the agent: DTMA_READ_FRESH_SECONDS=0) and fresh-cached (the console restarted with a
+60 s window: every read after the first reuses the last live answer, `cached: true`).
 Every answer must come from the agent. The console's own CPU time per request is printed
 too: unlike latency, it does not depend on what else the machine is doing.
 
@@ -43,7 +45,7 @@ from sandbox.config import PROJECT_ROOT, SandboxConfig
 
 ROUNDS = max(1, min(int(os.environ.get("BENCH_ROUNDS", "5")), 30))
 REQUESTS = max(10, min(int(os.environ.get("BENCH_REQUESTS", "300")), 10_000))
-CONCURRENCY = max(1, min(int(os.environ.get("BENCH_CONCURRENCY", "8")), 64))
+CONCURRENCY = (8, 32)
 INSTANCE = "bench-api-echo"
 CLI = Path(sys.executable).parent / "dtma-console"
 STEP_TIMEOUT = 600
@@ -71,6 +73,7 @@ def _console_env(sandbox: fleet.SandboxInfo, workdir: Path) -> dict[str, str]:
         "DTMA_MASTER_KEY_FILE": str(key_file),
         "DTMA_RUNS_DIR": str(workdir / "runs"),
         "DTMA_MONITOR_INTERVAL": "0",
+        "DTMA_READ_FRESH_SECONDS": "0",
         "DTMA_LOG_LEVEL": "WARNING",
     }
 
@@ -154,12 +157,21 @@ def main() -> None:
                 _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
                 try:
                     _restarts(http, tools, droplet.container, sandbox)
-                    _status(base, token, toolbox["id"], psutil.Process(process.pid))
+                    _status(base, token, toolbox["id"], psutil.Process(process.pid), "live")
+                    _stop(process)
+                    process = _serve({**env, "DTMA_READ_FRESH_SECONDS": "60"}, workdir / "console.log")
+                    server = psutil.Process(process.pid)
+                    _status(base, token, toolbox["id"], server, "fresh-cached")
                 finally:
                     _ok(http.delete(f"{tools}/{INSTANCE}"))
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 def _restarts(http: httpx.Client, tools: str, container: str, sandbox: fleet.SandboxInfo) -> None:
@@ -220,9 +232,10 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _status(base: str, token: str, toolbox_id: str, server: psutil.Process) -> None:
+def _status(base: str, token: str, toolbox_id: str, server: psutil.Process, mode: str) -> None:
     url = f"/api/v1/toolboxes/{toolbox_id}/dtma/status"
     headers = {"Authorization": f"Bearer {token}"}
+    cached = mode != "live"
 
     def one(http: httpx.Client) -> float:
         started = time.perf_counter()
@@ -230,17 +243,32 @@ def _status(base: str, token: str, toolbox_id: str, server: psutil.Process) -> N
         elapsed = time.perf_counter() - started
         if body["source"] != "agent":
             raise RuntimeError(f"status came from {body['source']}: {body['errors']}")
+        if body["cached"] is not cached:
+            raise RuntimeError(f"a {mode} read answered cached={body['cached']}")
         return elapsed
 
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+        http.get(url)  # the live answer the fresh-cached reads reuse
         for _ in range(10):
             one(http)
         cpu_before = _cpu_seconds(server)
         latencies = [one(http) for _ in range(REQUESTS)]
         cpu_per_request = (_cpu_seconds(server) - cpu_before) / REQUESTS
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    print(f"GET .../dtma/status ({mode}), {REQUESTS} sequential requests:")
+    print(
+        f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   console CPU "
+        f"{cpu_per_request * 1000:.1f} ms per request"
+    )
+    for clients in CONCURRENCY:
+        rate = _throughput(base, headers, one, clients)
+        print(f"  {rate:7.1f} requests/s with {clients} concurrent clients")
 
-    per_client = max(1, REQUESTS // CONCURRENCY)
+
+def _throughput(
+    base: str, headers: dict[str, str], one: Callable[[httpx.Client], float], clients: int
+) -> float:
+    per_client = max(1, REQUESTS // clients)
     errors: list[Exception] = []
 
     def client() -> None:
@@ -251,7 +279,7 @@ def _status(base: str, token: str, toolbox_id: str, server: psutil.Process) -> N
             except Exception as error:  # reported below; a bench must not hide failures
                 errors.append(error)
 
-    threads = [threading.Thread(target=client) for _ in range(CONCURRENCY)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -260,15 +288,7 @@ def _status(base: str, token: str, toolbox_id: str, server: psutil.Process) -> N
     elapsed = time.perf_counter() - started
     if errors:
         raise RuntimeError(f"{len(errors)} concurrent client(s) failed: {errors[0]}")
-    print(f"GET .../dtma/status (through the agent), {REQUESTS} sequential requests:")
-    print(
-        f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   console CPU "
-        f"{cpu_per_request * 1000:.1f} ms per request"
-    )
-    print(
-        f"  {per_client * CONCURRENCY / elapsed:7.1f} requests/s with {CONCURRENCY} "
-        f"concurrent clients"
-    )
+    return per_client * clients / elapsed
 
 
 if __name__ == "__main__":
