@@ -159,7 +159,8 @@ def main() -> None:
                     _restarts(http, tools, droplet.container, sandbox)
                     _status(base, token, toolbox["id"], psutil.Process(process.pid), "live")
                     _stop(process)
-                    process = _serve({**env, "DTMA_READ_FRESH_SECONDS": "60"}, workdir / "console.log")
+                    cached_env = {**env, "DTMA_READ_FRESH_SECONDS": "60"}
+                    process = _serve(cached_env, workdir / "console.log")
                     server = psutil.Process(process.pid)
                     _status(base, token, toolbox["id"], server, "fresh-cached")
                 finally:
