@@ -20,6 +20,8 @@ from sandbox.fleet import SandboxInfo
 from tests.api.server import free_port
 
 CLI = Path(sys.executable).parent / "dtma-console"
+# A loaded 2-core machine has been seen to take most of a minute to start a console.
+STARTUP_SECONDS = 120
 
 
 def console_env(
@@ -65,7 +67,7 @@ class Console:
         self.process = subprocess.Popen(
             [str(CLI), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the console exited: {self.log_path.read_text()[-2000:]}")
@@ -75,7 +77,10 @@ class Console:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("the console did not answer /healthz within 60 s")
+        tail = self.log_path.read_text()[-3000:]
+        raise RuntimeError(
+            f"the console did not answer /healthz within {STARTUP_SECONDS} s; its log: {tail}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
