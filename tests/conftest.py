@@ -21,8 +21,8 @@ os.environ.setdefault("DTMA_MONITOR_INTERVAL", "0")
 # Tests change droplets behind the console's back and read them at once: every read is live
 # unless a test asks for the fresh-read window (tests/api/test_sandbox_reads_fresh.py).
 os.environ.setdefault("DTMA_READ_FRESH_SECONDS", "0")
-# One master key for every console of the session (the vault's keyring is process-wide),
-# in a key file outside any data directory, as the service requires without DTMA_DEMO=1.
+# One master key for the consoles of the session that are not given one of their own, in a
+# key file outside any data directory, as the service requires without DTMA_DEMO=1.
 _MASTER_KEY_DIR = Path(tempfile.mkdtemp(prefix="dtma-test-master-key-"))
 if not os.environ.get("DTMA_MASTER_KEY") and not os.environ.get("DTMA_MASTER_KEY_FILE"):
     write_key_file(_MASTER_KEY_DIR / "master.key", generate_master_key(), exclusive=True)
