@@ -77,7 +77,11 @@ def owned_toolbox(
     user: UserDep,
     session: SessionDep,
 ) -> Toolbox:
-    return visible_toolbox(session, user, toolbox_id)
+    toolbox = visible_toolbox(session, user, toolbox_id)
+    # The request may now wait on the network for long (agent, SSH probe, a shared read):
+    # it holds no database connection meanwhile (objects stay loaded: expire_on_commit off).
+    session.commit()
+    return toolbox
 
 
 ToolboxDep = Annotated[Toolbox, Depends(owned_toolbox)]

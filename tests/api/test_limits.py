@@ -145,22 +145,25 @@ def test_a_flood_of_reads_of_unreachable_toolboxes_cannot_stall_authentication(
     admin: dict[str, str],
     tarpit: str,
 ) -> None:
-    dead = toolbox(db, secrets, alice["id"], 3, address=tarpit)
-    # Pinned already (a toolbox the console knows): no first-contact key scan on reads.
-    db.add(
-        ToolboxHostKey(
-            toolbox_id=dead.id, state="pinned", key_type="ssh-ed25519",
-            public_key="AAAAC3NzaC1lZDI1NTE5AAAAIBmXcDmmjZAdtRbEUaNqUoVEPbRc9XdnSBdAXKC1n3Oo",
-            fingerprint="SHA256:test", recorded_by="test",
-        )
-    )  # fmt: skip
+    dead = [toolbox(db, secrets, alice["id"], index, address=tarpit) for index in (3, 4, 5)]
+    for box in dead:  # pinned already (toolboxes the console knows): no first-contact key scan
+        db.add(
+            ToolboxHostKey(
+                toolbox_id=box.id, state="pinned", key_type="ssh-ed25519",
+                public_key="AAAAC3NzaC1lZDI1NTE5AAAAIBmXcDmmjZAdtRbEUaNqUoVEPbRc9XdnSBdAXKC1n3Oo",
+                fingerprint="SHA256:test", recorded_by="test",
+            )
+        )  # fmt: skip
     db.commit()
-    url = f"/api/v1/toolboxes/{dead.id}/dtma/status"
+    first, second, third = (f"/api/v1/toolboxes/{box.id}/dtma/status" for box in dead)
     auth = {"Authorization": alice["auth"]}
     with ThreadPoolExecutor(50) as flood:
-        hanging = [flood.submit(client.get, url, headers=auth) for _ in range(2)]
+        hanging = [flood.submit(client.get, url, headers=auth) for url in (first, second)]
         wait_until(lambda: context.probes.busy == 2 or None, 30, "two SSH probes in flight")
-        refused = [flood.submit(client.get, url, headers=auth) for _ in range(45)]
+        # More reads of a toolbox being read share its read: no third probe.
+        joined = [flood.submit(client.get, first, headers=auth) for _ in range(20)]
+        # Reads of another one find every probe busy.
+        refused = [flood.submit(client.get, third, headers=auth) for _ in range(25)]
         # While the flood is refused and two probes hang, another caller is let in.
         tokens = client.get("/api/v1/tokens", headers={"Authorization": admin["auth"]})
         assert tokens.status_code == 200
@@ -170,8 +173,9 @@ def test_a_flood_of_reads_of_unreachable_toolboxes_cannot_stall_authentication(
         assert {a.status_code for a in answers} == {429}
         assert {a.json()["error"]["code"] for a in answers} == {"ssh_probes_busy"}
         assert all(a.headers["retry-after"].isdigit() for a in answers)
-        ended = [future.result() for future in hanging]
-    # The two that got a probe waited it out and say so; nothing was served as live.
+        ended = [future.result() for future in hanging + joined]
+    # The reads that got (or shared) a probe waited it out and say so; nothing was served
+    # as live.
     assert {a.status_code for a in ended} == {502}
     assert {a.json()["error"]["code"] for a in ended} == {"toolbox_unreachable"}, ended[0].text
 
