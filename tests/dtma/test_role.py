@@ -23,6 +23,7 @@ from .conftest import (
     pinned,
     token_of,
     uninstall_agent,
+    unit_type,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -74,6 +75,8 @@ def test_restart_changes_the_main_pid_and_the_agent_answers(
     assert result["healthy"] is True and result["version_after"] == BASE_VERSION
     answer = health(droplet)
     assert answer is not None and answer["version"] == BASE_VERSION
+    # Ready means ready: systemd waits for the agent's READY=1 (issue 16, item 3).
+    assert unit_type(droplet) == "notify"
 
 
 def test_status_reports_every_healthy_agent(
@@ -158,6 +161,36 @@ def test_rollback_returns_to_the_previous_or_a_named_release(
         "dtma_rollback.yml", limit=droplet.name, dtma_rollback_version=BASE_VERSION
     )
     assert named.rc == 0, named.failures()
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+
+
+def test_a_release_that_does_not_notify_gets_a_plain_unit_and_back(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    legacy_release: Release,
+) -> None:
+    """Agents before 1.3.0 never send READY=1: a Type=notify unit would hang their start
+    until TimeoutStartSec and fail it. The role writes the unit type the release supports."""
+    droplet = fresh_fleet.droplets[2]
+    down = run_playbook(
+        "dtma_redeploy.yml",
+        limit=droplet.name,
+        dtma_agent_source_dir=str(legacy_release.source),
+        dtma_wheelhouse_root=str(legacy_release.wheelhouse_root),
+        dtma_health_timeout=8,
+    )
+    assert down.rc == 0, down.failures()
+    assert down.results[droplet.name]["version_after"] == legacy_release.version
+    assert unit_type(droplet) == "exec"
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == legacy_release.version
+
+    back = run_playbook("dtma_rollback.yml", limit=droplet.name)
+    assert back.rc == 0, back.failures()
+    assert back.results[droplet.name]["version_after"] == BASE_VERSION
+    assert unit_type(droplet) == "notify"
     answer = health(droplet)
     assert answer is not None and answer["version"] == BASE_VERSION
 
