@@ -273,7 +273,7 @@ DROP_IN = "/etc/systemd/system/dtma.service.d"
 
 
 def make_short_lived(droplet: Droplet) -> None:
-    """The agent exits 1.5 s after it starts serving, every time systemd starts it."""
+    """The agent exits 1.5 s after it first answers /health, every time systemd starts it."""
     docker_exec(droplet, f"mkdir -p /opt/dtma/short-lived {DROP_IN}")
     subprocess.run(
         ["docker", "cp", str(SHORT_LIVED),
