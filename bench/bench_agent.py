@@ -148,9 +148,13 @@ def on_droplet(container: str, *command: str) -> str:
 
 
 def ensure_agent(info: fleet.SandboxInfo, droplet: str) -> tuple[str, ssl.SSLContext]:
-    """Install the agent on the droplet (idempotent), as an operator would; its token and a
-    TLS context pinned to its certificate."""
+    """Install the agent on the droplet (idempotent), as an operator would; its access."""
     playbook(info, "dtma_install.yml", droplet)
+    return agent_access(info, droplet)
+
+
+def agent_access(info: fleet.SandboxInfo, droplet: str) -> tuple[str, ssl.SSLContext]:
+    """The agent's token and a TLS context pinned to its certificate (redeploys keep both)."""
     container = next(d.container for d in info.droplets if d.name == droplet)
     return on_droplet(container, *READ_TOKEN), pinned(on_droplet(container, *READ_CERT))
 
@@ -244,7 +248,7 @@ def compare_memory(
         old = ["-e", f"dtma_version={old_version}", "-e", f"dtma_wheelhouse_root={old_root}"]
         for version, extra in ((old_version, old), (None, [])):
             playbook(info, "dtma_redeploy.yml", droplet.name, *extra)
-            token, verify = ensure_agent(info, droplet.name)
+            token, verify = agent_access(info, droplet.name)
             served = httpx.get(f"{base}/health", verify=verify, timeout=10).json()["version"]
             measured.append(measure_memory(served, droplet.container, base, token, verify))
             assert version is None or served == version, (served, version)
@@ -286,7 +290,6 @@ def main() -> int:
         token, verify = ensure_agent(info, droplet.name)
         if args.old_ref:  # ends on the current release, freshly redeployed
             memory = compare_memory(info, droplet, args.old_ref, args.rounds, Path(scratch))
-            token, verify = ensure_agent(info, droplet.name)
         url = f"https://{droplet.address}:{AGENT_PORT}/status"
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(headers=headers, timeout=10, verify=verify) as client:
