@@ -70,13 +70,6 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
         inspected = json.loads(
             in_droplet(container, "docker", "inspect", "--type", "container", "wt-health").stdout
         )[0]
-        assert inspected["State"]["Health"]["Status"] == "healthy"
-        check = inspected["Config"]["Healthcheck"]
-        assert check["Test"] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
-        assert (check["Interval"], check["Timeout"], check["Retries"]) == (SECOND, 2 * SECOND, 2)
-        assert inspected["Config"]["Labels"]["dtma.settle_seconds"] == "1"
-        assert inspected["HostConfig"]["Memory"] == 64 * 1024 * 1024
-        assert inspected["HostConfig"]["NanoCpus"] == SECOND // 2
         assert inspected["HostConfig"]["LogConfig"] == {
             "Type": "json-file",
             "Config": {"max-size": "2m", "max-file": "4"},
@@ -86,6 +79,13 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
             ("wt-health-conf", "/conf", False),
         }
         assert inspected["Config"]["Labels"]["com.example.team"] == "ops"
+        assert inspected["State"]["Health"]["Status"] == "healthy"
+        check = inspected["Config"]["Healthcheck"]
+        assert check["Test"] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+        assert (check["Interval"], check["Timeout"], check["Retries"]) == (SECOND, 2 * SECOND, 2)
+        assert inspected["Config"]["Labels"]["dtma.settle_seconds"] == "1"
+        assert inspected["HostConfig"]["Memory"] == 64 * 1024 * 1024
+        assert inspected["HostConfig"]["NanoCpus"] == SECOND // 2
     finally:
         with console.http() as http:
             http.delete(f"/api/v1/toolboxes/{console.toolboxes['toolbox-2']}/tools/wt-health")
