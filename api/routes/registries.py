@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from api.deps import AdminDep, SessionDep, UserDep
+from api.deps import AdminDep, ContextDep, SessionDep, UserDep
 from api.schemas import role_rules as rules
 from api.vault import registries
 from api.vault.models import RegistryCredential
@@ -51,12 +51,17 @@ def list_registries(_user: UserDep, session: SessionDep) -> list[RegistryOut]:
 
 @router.put("/{registry}", response_model=RegistryOut)
 def put_registry(
-    registry: RegistryPath, body: RegistryLogin, user: AdminDep, session: SessionDep
+    registry: RegistryPath,
+    body: RegistryLogin,
+    user: AdminDep,
+    session: SessionDep,
+    context: ContextDep,
 ) -> RegistryOut:
     """Store or replace the login for `registry`; the password is sealed in the vault and
     never returned."""
     registries.checked_registry(registry)
-    row = registries.put(session, user, registry, body.username, body.password.get_secret_value())
+    password = body.password.get_secret_value()
+    row = registries.put(session, context.secrets, user, registry, body.username, password)
     return RegistryOut.of(row)
 
 

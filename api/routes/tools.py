@@ -52,7 +52,7 @@ async def deploy_tool(
 ) -> JSONResponse:
     """Deploy (create or update) a tool instance; verified running with the image. An image
     from a registry with a stored login (/api/v1/registries) is pulled with it."""
-    login = await run_in_threadpool(registries.login_for, session, body.image)
+    login = await run_in_threadpool(registries.login_for, session, context.secrets, body.image)
     return await perform(context, toolbox, user, actions.deploy_action(body, login), wait=wait)
 
 

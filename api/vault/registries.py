@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.errors import InvalidInput, NotFound
 from api.models import User, utcnow
 from api.schemas import role_rules as rules
-from api.secret_box import seal_into, unseal_from
+from api.secret_box import SecretBox
 from api.services import audit
 from api.vault.models import RegistryCredential
 
@@ -58,7 +58,7 @@ def list_all(session: Session) -> list[RegistryCredential]:
 
 
 def put(
-    session: Session, user: User, registry: str, username: str, password: str
+    session: Session, secrets: SecretBox, user: User, registry: str, username: str, password: str
 ) -> RegistryCredential:
     """Store (or replace) the registry's login; audited without the password; committed."""
     Credentials.checked(registry, username, password)
@@ -71,7 +71,7 @@ def put(
         row.username = username
         row.updated_at = utcnow()
         row.updated_by = user.name
-        seal_into(row, RegistryCredential.password_sealed, password)
+        secrets.seal_into(row, RegistryCredential.password_sealed, password)
     session.commit()
     return row
 
@@ -87,7 +87,7 @@ def delete(session: Session, user: User, registry: str) -> None:
     session.commit()
 
 
-def login_for(session: Session, image: str) -> dict[str, Any] | None:
+def login_for(session: Session, secrets: SecretBox, image: str) -> dict[str, Any] | None:
     """The role's `tool_instance_registry_auth` for pulling `image`: the stored login of its
     registry, unsealed; None when the image's registry has none."""
     registry = registry_of(image)
@@ -96,5 +96,5 @@ def login_for(session: Session, image: str) -> dict[str, Any] | None:
     row = session.scalar(select(RegistryCredential).where(RegistryCredential.host == registry))
     if row is None:
         return None
-    password = unseal_from(row, RegistryCredential.password_sealed)
+    password = secrets.unseal_from(row, RegistryCredential.password_sealed)
     return {"registry": row.host, "username": row.username, "password": password}

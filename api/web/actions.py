@@ -123,7 +123,7 @@ async def deploy(
         return render(request, "_deploy_form.html", values, status_code=422)
     try:
         toolbox = await run_in_threadpool(_toolbox, db, browser.user, toolbox_id)
-        login = await run_in_threadpool(registries.login_for, db, spec.image)
+        login = await run_in_threadpool(registries.login_for, db, context.secrets, spec.image)
         run_id = await start(context, toolbox, browser.user, actions.deploy_action(spec, login))
     except InvalidInput as invalid:
         form.report_field(str(invalid.extra.get("field", "form")), invalid.message)
