@@ -1,7 +1,7 @@
 """registry credentials: one login per private registry, the password sealed in the vault
 
 Revision ID: 1701_registry_credentials
-Revises: 1401_token_lifecycle
+Revises: 1502_agent_tls_pin
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1701_registry_credentials"
-down_revision = "1401_token_lifecycle"
+down_revision = "1502_agent_tls_pin"
 branch_labels = None
 depends_on = None
 
