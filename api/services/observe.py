@@ -16,7 +16,6 @@ from api.context import Context
 from api.errors import UpstreamError
 from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
-from api.secret_box import unseal_from
 from api.services import instances, probe, toolboxes
 from api.services.agent import PIN_CHANGED_CODE, AgentError, AgentPin, AgentTarget, LogStream
 from api.services.credentials import SshCredentials
@@ -55,7 +54,7 @@ class Reach:
             toolbox_id=toolbox.id,
             name=toolbox.name,
             address=toolbox.address,
-            agent_token=unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+            agent_token=context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
             agent_pin=toolboxes.agent_pin(toolbox),
             ssh=context.credentials.for_toolbox(toolbox),
             last_state=dict(toolbox.last_state or {}),

@@ -27,7 +27,7 @@ import runner
 from api.context import Context
 from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
-from api.secret_box import seal_into, unseal_from
+from api.secret_box import SecretBox
 from api.services import audit
 from api.services.agent import (
     PLAIN_HTTP,
@@ -85,14 +85,16 @@ def _owner_from_tags(session: Session, tags: tuple[str, ...]) -> User | None:
 def import_tagged(user: User, context: Context, session: Session) -> ImportReport:
     """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (audited)."""
     with audit.audited(session, user=user, action="toolboxes.sync") as entry:
-        report = import_droplets(session, list_tagged_droplets(context.settings))
+        report = import_droplets(session, context.secrets, list_tagged_droplets(context.settings))
         entry.detail = report.summary()
     session.commit()
     refresh_run_inventory(context)
     return report
 
 
-def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportReport:
+def import_droplets(
+    session: Session, secrets: SecretBox, droplets: list[DropletInfo]
+) -> ImportReport:
     """Upsert every listed droplet; toolboxes whose droplet vanished are marked removed.
 
     The caller commits. A new toolbox gets its own agent token, sealed at rest.
@@ -106,7 +108,7 @@ def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportRepo
         toolbox = existing.get(droplet.id)
         if toolbox is None:
             toolbox = Toolbox(droplet_id=droplet.id)
-            seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
+            secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
             session.add(toolbox)
             report.created.append(droplet.name)
         else:
@@ -248,11 +250,12 @@ def learn_agent_access(context: Context, toolbox_id: str) -> AgentAccess | None:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return None
+        secrets = context.secrets
         if learnt:
             assert pin is not None
-            changed = unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
+            changed = secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
             if changed:
-                seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
+                secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
             repinned = pin_agent(session, toolbox, pin)
             detail = (
                 f"{'learnt the agent token' if changed else 'token unchanged'}, "
@@ -373,7 +376,7 @@ def _agent_reach(
         return (
             toolbox.name,
             toolbox.address,
-            unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+            context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
             agent_pin(toolbox),
         )
 

@@ -297,8 +297,13 @@ def test_an_agent_that_does_not_stay_up_fails_the_settle_window(
         assert run.rc != 0
         result = run.results[droplet.name]
         assert result["healthy"] is False
-        settle = "did not verify: it did not stay up through the 3 s settle window"
-        assert settle in result["reason"]
+        # Caught in its settle window, or (on a loaded machine, read back after the 1.5 s)
+        # already exited and being restarted by systemd: both are "did not stay up".
+        assert "the DTMA agent did not verify: " in result["reason"]
+        assert any(
+            seen in result["reason"]
+            for seen in ("did not stay up through the 3 s settle window", "service is activating")
+        ), result["reason"]
     finally:
         docker_exec(
             droplet,
