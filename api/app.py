@@ -13,7 +13,7 @@ from api.cors import CorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
-from api.routes import compat, dtma, health, runs, tokens, toolboxes, tools
+from api.routes import compat, dtma, health, rollouts, runs, tokens, toolboxes, tools
 from api.settings import Settings
 from api.vault import router as vault
 from api.vault.startup import open_vault
@@ -45,7 +45,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if context.settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=context.settings.cors_origins)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma, tools, runs, compat, monitoring, vault, tokens):
+    for module in (
+        health,
+        toolboxes,
+        dtma,
+        tools,
+        runs,
+        rollouts,
+        compat,
+        monitoring,
+        vault,
+        tokens,
+    ):
         app.include_router(module.router)
     web.install(app)
     return app

@@ -12,7 +12,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.web import actions, alerts, charts, login, logs, maintenance, toolbox_list, toolbox_page
+from api.web import (
+    actions,
+    alerts,
+    charts,
+    login,
+    logs,
+    maintenance,
+    rollouts,
+    toolbox_list,
+    toolbox_page,
+)
 from api.web.auth import LoginRequired
 from api.web.templating import STATIC_DIR
 
@@ -30,5 +40,15 @@ async def _to_login(request: Request, _error: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequired, _to_login)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="web-static")
-    for module in (login, toolbox_list, toolbox_page, actions, logs, alerts, maintenance, charts):
+    for module in (
+        login,
+        toolbox_list,
+        toolbox_page,
+        actions,
+        logs,
+        alerts,
+        maintenance,
+        charts,
+        rollouts,
+    ):
         app.include_router(module.router)
