@@ -11,11 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ContextDep, SessionDep, UserDep
 from api.schemas.runs import RunOut
 from api.services import run_follow, run_history
+from api.services.history_filters import TIME_EXAMPLE
 from api.services.run_follow import MAX_SEQ
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 RunIdPath = Annotated[str, Path(max_length=64, description="Run id")]
+TIME_HELP = f"ISO 8601 time, UTC unless it has a zone: {TIME_EXAMPLE}"
 
 
 @router.get("", response_model=list[RunOut])
@@ -23,14 +25,23 @@ def list_runs(
     user: UserDep,
     session: SessionDep,
     toolbox_id: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=128, examples=["tool.deploy"])] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
+    user_name: Annotated[
+        str | None, Query(alias="user", max_length=128, description="Who started the run")
+    ] = None,
+    since: Annotated[str | None, Query(max_length=64, description=TIME_HELP)] = None,
+    until: Annotated[str | None, Query(max_length=64, description=TIME_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[RunOut]:
-    """Runs on the caller's toolboxes, newest first."""
-    return run_history.list_runs(
-        session, user, toolbox_id=toolbox_id, status=status, limit=limit, offset=offset
-    )
+    """Runs on the caller's toolboxes and those they started (admins: all), newest first,
+    narrowed by toolbox, action, status, user and creation time."""
+    filters = run_history.RunFilters.parse(
+        toolbox=toolbox_id, action=action, status=status, user=user_name, since=since,
+        until=until,
+    )  # fmt: skip
+    return run_history.list_runs(session, user, filters, limit=limit, offset=offset)
 
 
 @router.get("/{run_id}", response_model=RunOut)

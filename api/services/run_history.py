@@ -4,6 +4,7 @@ the web console's toolbox page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -12,6 +13,38 @@ from sqlalchemy.orm import Session
 from api.errors import NotFound
 from api.models import Run, Toolbox, User
 from api.schemas.runs import RunOut
+from api.services import history_filters as parse
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What the run history is narrowed to; every field optional (None: any)."""
+
+    toolbox_id: str | None = None
+    action: str | None = None
+    status: str | None = None
+    user: str | None = None  # the name of the user who started the run
+    when: parse.TimeRange = field(default_factory=parse.TimeRange)
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        toolbox: str | None = None,
+        action: str | None = None,
+        status: str | None = None,
+        user: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> RunFilters:
+        """From the text of a query string; InvalidInput names the field that is wrong."""
+        return cls(
+            toolbox_id=parse.toolbox_id(toolbox),
+            action=parse.action(action),
+            status=parse.run_status(status),
+            user=parse.user_name(user),
+            when=parse.TimeRange.parse(since, until),
+        )
 
 
 def _visible(query: Any, user: User) -> Any:
@@ -49,17 +82,33 @@ def out(session: Session, run: Run) -> RunOut:
 def list_runs(
     session: Session,
     user: User,
+    filters: RunFilters | None = None,
     *,
     toolbox_id: str | None = None,
-    status: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[RunOut]:
-    """Newest first."""
+    """The runs the user may see that match `filters`, newest first."""
+    filters = filters or RunFilters()
     query = _visible(select(Run), user)
+    toolbox_id = toolbox_id or filters.toolbox_id
     if toolbox_id is not None:
         query = query.where(Run.toolbox_id == toolbox_id)
-    if status is not None:
-        query = query.where(Run.status == status)
+    if filters.action is not None:
+        query = query.where(Run.action == filters.action)
+    if filters.status is not None:
+        query = query.where(Run.status == filters.status)
+    if filters.user is not None:
+        query = query.where(Run.user_id.in_(select(User.id).where(User.name == filters.user)))
+    if filters.when.since is not None:
+        query = query.where(Run.created_at >= filters.when.since)
+    if filters.when.until is not None:
+        query = query.where(Run.created_at <= filters.when.until)
     query = query.order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
     return [out(session, run) for run in session.scalars(query)]
+
+
+def actions_seen(session: Session, user: User) -> list[str]:
+    """The actions of the runs the user may see (what the Runs page's filter offers)."""
+    query = _visible(select(Run.action), user).distinct().order_by(Run.action)
+    return list(session.scalars(query))

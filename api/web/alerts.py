@@ -1,6 +1,6 @@
 """The Alerts page: open and resolved alerts on the toolboxes the user may see, filtered by
 state, severity, check and toolbox, with acknowledging (who, when, comment) and links to
-the toolbox and to the recovery runs; and a page for one run, where those links lead."""
+the toolbox and to the recovery runs (their page is in api/web/history.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.models import Toolbox, User
 from api.monitoring import reports
 from api.monitoring.models import Alert, RecoveryAttempt
-from api.services import run_history, toolboxes
+from api.services import toolboxes
 from api.web.auth import Browser, BrowserDep, PostingBrowserDep
 from api.web.templating import render
 
@@ -163,31 +163,3 @@ def _refused(request: Request, browser: Browser, error: ApiError) -> HTMLRespons
         status_code=error.status,
         headers={"HX-Retarget": "#alerts-result", "HX-Reswap": "innerHTML"},
     )
-
-
-@router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run_page(
-    request: Request,
-    run_id: Annotated[str, Path(max_length=64)],
-    browser: BrowserDep,
-    context: ContextDep,
-    db: SessionDep,
-) -> HTMLResponse:
-    """One run on a page of its own (where an alert's recovery links lead)."""
-    try:
-        run = run_history.out(db, run_history.get(db, browser.user, run_id))
-    except ApiError as error:
-        return render(
-            request,
-            "run_page.html",
-            {"browser": browser, "section": "alerts", "missing": error.message,
-             "refresh_seconds": context.settings.web_refresh_seconds},
-            status_code=error.status,
-        )  # fmt: skip
-    toolbox = db.get(Toolbox, run.toolbox_id) if run.toolbox_id else None
-    return render(
-        request,
-        "run_page.html",
-        {"browser": browser, "section": "alerts", "run": run, "toolbox": toolbox,
-         "toolbox_id": run.toolbox_id, "refresh_seconds": context.settings.web_refresh_seconds},
-    )  # fmt: skip

@@ -4,6 +4,7 @@ page carries."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -96,9 +97,20 @@ def timestamp(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
 
 
+def json_text(value: Any) -> str:
+    """Compact JSON for people (escaped by the template like any text, unlike `tojson`)."""
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
 templates.env.filters.update(
-    ago=ago, duration=duration, size=size, timestamp=timestamp, uptime=uptime, level=level
+    ago=ago,
+    duration=duration,
+    size=size,
+    timestamp=timestamp,
+    uptime=uptime,
+    level=level,
+    json_text=json_text,
 )
 templates.env.globals["asset_version"] = _asset_version()
 
