@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ContextDep, SessionDep
 from api.errors import ApiError, InvalidInput
 from api.models import User
-from api.schemas.rollouts import CreateRollout, RolloutPreview
+from api.schemas.rollouts import CreateRollout, PreviewRollout, RolloutPreview
 from api.services import rollouts, run_follow, toolboxes
 from api.web.auth import Browser, BrowserDep, PostingBrowserDep
 from api.web.templating import render
@@ -32,8 +32,17 @@ TARGETS = (("all", "Every toolbox I may manage"), ("tag", "DigitalOcean tag"),
            ("region", "Region"), ("toolbox_ids", "Chosen toolboxes"))  # fmt: skip
 
 
-def _body(form: dict[str, Any], toolbox_ids: list[str]) -> CreateRollout:
-    """The form as the API's request (the same validation, field names prefixed)."""
+def _validated(model: type[PreviewRollout], values: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "form"
+        raise InvalidInput(where, first["msg"]) from error
+
+
+def _batching(form: dict[str, Any], toolbox_ids: list[str]) -> dict[str, Any]:
+    """The target and batching of the form, in the API's request shape."""
     kind = form.get("target") or "all"
     target: dict[str, Any] = {
         "all": {"all": True},
@@ -41,6 +50,18 @@ def _body(form: dict[str, Any], toolbox_ids: list[str]) -> CreateRollout:
         "region": {"region": form.get("region", "")},
         "toolbox_ids": {"toolbox_ids": toolbox_ids},
     }.get(kind, {"all": True})
+    batch = str(form.get("batch_size") or "1").strip()
+    failures = str(form.get("max_failures") or "0").strip()
+    return {
+        "target": target,
+        "batch_size": int(batch) if batch.isdigit() else batch,
+        "max_failures": int(failures) if failures.isdigit() else failures,
+        "canary": form.get("canary") == "on",
+    }
+
+
+def _body(form: dict[str, Any], toolbox_ids: list[str]) -> CreateRollout:
+    """The form as the API's request (the same validation; errors name the field)."""
     action = form.get("action") or "dtma.redeploy"
     params: dict[str, Any] = {}
     if action == "dtma.redeploy" and form.get("version"):
@@ -49,20 +70,9 @@ def _body(form: dict[str, Any], toolbox_ids: list[str]) -> CreateRollout:
         params["name"] = form.get("name", "")
     if action == "tool.deploy":
         params["image"] = form.get("image", "")
-    batch = str(form.get("batch_size") or "1").strip()
-    try:
-        return CreateRollout.model_validate({
-            "action": action, "target": target,
-            "batch_size": int(batch) if batch.isdigit() else batch,
-            "max_failures": int(form.get("max_failures") or 0),
-            "canary": form.get("canary") == "on", "params": params,
-        })  # fmt: skip
-    except (ValidationError, ValueError) as error:
-        if isinstance(error, ValidationError):
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "form"
-            raise InvalidInput(where, first["msg"]) from error
-        raise InvalidInput("max_failures", "must be a whole number") from error
+    values = {**_batching(form, toolbox_ids), "action": action, "params": params}
+    body: CreateRollout = _validated(CreateRollout, values)
+    return body
 
 
 def _page(
@@ -109,7 +119,7 @@ async def preview(request: Request, browser: PostingBrowserDep, db: SessionDep) 
     shown: RolloutPreview | None = None
     error: ApiError | None = None
     try:
-        body = _body(fields, ids)
+        body: PreviewRollout = _validated(PreviewRollout, _batching(fields, ids))
         shown = await run_in_threadpool(
             rollouts.preview, db, browser.user, body.target, body.batch_size, body.canary
         )
