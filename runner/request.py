@@ -139,8 +139,13 @@ def _host_keys(
         raise RequestError("host_private_keys", "must name hosts of the run")
     if default is None and any(host not in keys for host in hosts):
         raise RequestError("host_private_keys", "a host has no key and there is no default key")
-    checked = {host: _private_key(key) for host, key in keys.items()}
-    return {host: key for host, key in checked.items() if key is not None}
+    checked: dict[str, str] = {}
+    for host, key in keys.items():
+        try:
+            checked[host] = _private_key(key) or ""
+        except RequestError as error:
+            raise RequestError("host_private_keys", f"{host}: {error.message}") from error
+    return {host: key for host, key in checked.items() if key}
 
 
 def validate_request(req: RunRequest) -> ValidRequest:

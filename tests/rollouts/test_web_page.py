@@ -42,7 +42,7 @@ def test_a_rollout_started_from_the_page_is_followed_live_to_its_final_table(
     page.fill("#r-version", releases["newer"])
     page.check("input[name=target][value=toolbox_ids]")
     for name in ("toolbox-4", "toolbox-5"):
-        page.check(f"input[name=toolbox_ids][value={console.toolboxes[name]}]")
+        page.check(f"input[name=toolbox_ids][value='{console.toolboxes[name]}']")
     page.fill("#r-batch", "1")
     count = page.locator("[data-testid=match-count]")
     count.filter(has_text="2 toolboxes match").wait_for()
