@@ -113,6 +113,7 @@ def console(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> I
         monitor_interval=0,
         agent_timeout=2.0,
         run_timeout=RUN_TIMEOUT,
+        ssh_revoke_bootstrap_key=True,  # a toolbox's own key replaces the operator's
     )
     app = create_app(settings)
     with live_server(app, _port()) as url:
