@@ -24,13 +24,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        migrate.upgrade(context.engine)
-        open_vault(context)
         try:
+            migrate.upgrade(context.engine, settings=context.settings)
+            open_vault(context)
             async with context.running(monitor=True):
                 yield
         finally:
-            context.engine.dispose()
+            context.close()
 
     app = FastAPI(
         title="DTMA console",

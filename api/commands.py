@@ -18,7 +18,6 @@ from api.services import audit, tokens, toolboxes, users
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
 from api.vault.crypto import MasterKeyError
-from api.vault.startup import use_vault
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="The console's database.", no_args_is_help=True)
@@ -28,9 +27,9 @@ notify_app = typer.Typer(help="Alert notifications (webhooks, Apprise).", no_arg
 def _context() -> Context:
     """The service's context for a command: migrated DB, vault open (per-toolbox keys)."""
     context = Context.build(Settings())
-    migrate.upgrade(context.engine)
+    migrate.upgrade(context.engine, settings=context.settings)
     try:
-        use_vault(context)
+        context.open_vault()
     except MasterKeyError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from error
@@ -99,7 +98,7 @@ def worker(
         )
         raise typer.Exit(code=1)
     try:
-        use_vault(context)
+        context.open_vault()
     except MasterKeyError as error:
         typer.secho(f"error: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(code=1) from error
@@ -114,8 +113,8 @@ def db_upgrade() -> None:
     settings = Settings()
     context = Context.build(settings)
     was_pending = migrate.pending(context.engine)
-    migrate.upgrade(context.engine)
-    context.engine.dispose()
+    migrate.upgrade(context.engine, settings=settings)
+    context.close()
     typer.echo("database migrated" if was_pending else "database already up to date")
 
 
@@ -190,7 +189,7 @@ def sync() -> None:
             audit.audited(session, user=None, action="toolboxes.sync", actor="cli") as entry,
         ):
             droplets = list_tagged_droplets(context.settings)
-            report = toolboxes.import_droplets(session, droplets)
+            report = toolboxes.import_droplets(session, context.secrets, droplets)
             entry.detail = report.summary()
     except ApiError as error:
         raise _fail(error) from error

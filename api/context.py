@@ -1,7 +1,10 @@
 """Everything a request needs that lives as long as the app: settings, the database, the
-credential source, and the long-lived parts it starts and stops (agent client, run
-manager, and for the served console the monitor with its periodic cycle). Built once by
-create_app and kept on app.state; commands and workers use it the same way."""
+credential source, the keyring it seals secrets with (opened by open_vault, dropped by
+close), and the long-lived parts it starts and stops (agent client, run manager, and for
+the served console the monitor with its periodic cycle). Built once by create_app and kept
+on app.state; commands and workers use it the same way. Nothing of it is process-wide: two
+Contexts in one process (two consoles in a test, each with its own master key) share
+nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db import make_engine, make_session_factory
+from api.secret_box import SecretBox
 from api.services.credentials import CredentialSource, OperatorKeySource
 from api.services.limits import FollowSlots, ProbePool
 from api.settings import Settings
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
     from api.monitoring.service import Monitor
     from api.services.agent import AgentClient
     from api.services.runs import RunManager
+    from api.vault.master import LoadedKeyring
 
 
 @dataclass
@@ -31,6 +36,8 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     credentials: CredentialSource
+    # The master keys, verified against this database by open_vault(), dropped by close().
+    _secrets: SecretBox | None = field(default=None, repr=False)
     # Made by start() (they need the running event loop), ended by stop().
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
@@ -49,6 +56,25 @@ class Context:
             sessions=make_session_factory(engine),
             credentials=OperatorKeySource(settings),
         )
+
+    def open_vault(self) -> LoadedKeyring:
+        """Load the configured master keys, make sure they open this database's secrets
+        (sealing legacy ones), and seal and unseal with them from now on; runs then reach
+        toolboxes with their own SSH keys (the vault as the credential source).
+        MasterKeyError, saying what is wrong, otherwise (nothing changes then)."""
+        from api.vault.credentials import VaultCredentialSource
+        from api.vault.startup import verified_keyring
+
+        loaded = verified_keyring(self.settings, self.sessions)
+        self._secrets = SecretBox(loaded.keyring)
+        self.credentials = VaultCredentialSource(self.settings, self.sessions, self._secrets)
+        return loaded
+
+    def close(self) -> None:
+        """The end of the context (after stop()): forget the keys, close the database's
+        connections."""
+        self._secrets = None
+        self.engine.dispose()
 
     async def start(self, *, runs: bool = True, monitor: bool = False) -> None:
         """Create and start the long-lived parts: the agent client; unless `runs` is False
@@ -114,6 +140,13 @@ class Context:
             yield self
         finally:
             await self.stop()
+
+    @property
+    def secrets(self) -> SecretBox:
+        """Seals and unseals with this context's master keys."""
+        if self._secrets is None:
+            raise RuntimeError("secrets can be sealed only once the vault is open (open_vault)")
+        return self._secrets
 
     @property
     def agent(self) -> AgentClient:

@@ -11,6 +11,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
+from api.settings import Settings
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # PostgreSQL advisory lock: console processes starting together migrate one after another.
 MIGRATION_LOCK_KEY = 0x64746D61_0000
@@ -22,9 +24,12 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "heads") -> None:
-    """To `revision`; by default every head (features add their own migration branches)."""
+def upgrade(engine: Engine, revision: str = "heads", *, settings: Settings | None = None) -> None:
+    """To `revision`; by default every head (features add their own migration branches).
+    A migration that re-seals secrets loads the master keys from `settings` (the
+    context's; the environment's when None), only when there is something to re-seal."""
     config = alembic_config()
+    config.attributes["settings"] = settings
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(
@@ -44,8 +49,9 @@ def pending(engine: Engine) -> bool:
     return current != set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, settings: Settings | None = None) -> None:
     config = alembic_config()
+    config.attributes["settings"] = settings
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)

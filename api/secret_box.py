@@ -6,6 +6,10 @@ else: AES-256-GCM under the master key (DTMA_MASTER_KEY, see api/vault/crypto.py
 the table, column and row as associated data, so that a value copied to another row or
 column does not open there. `plain:` values written before the vault existed are not
 accepted here; the vault re-seals them when the service starts (api/vault/startup.py).
+
+A SecretBox seals with the keyring it is given: the one its Context opened
+(`context.secrets`, api/context.py). There is no process-wide keyring, so two consoles in
+one process (tests, a worker beside a command) never seal with each other's keys.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import InstrumentedAttribute
 
 from api.models import Base, new_id
-from api.vault.master import active_keyring
+from api.vault.crypto import Keyring
 
 Column = InstrumentedAttribute[Any]
 
@@ -29,17 +33,6 @@ def binding(table: str, column: str, row_id: object) -> str:
 def column_binding(column: Column, row_id: object) -> str:
     table = column.class_.__tablename__
     return binding(table, column.property.columns[0].name, row_id)
-
-
-def seal(plaintext: str, column: Column, row_id: object) -> str:
-    """`plaintext` sealed for `column` of the row `row_id` (its primary key)."""
-    return active_keyring().seal(plaintext, column_binding(column, row_id))
-
-
-def unseal(sealed: str, column: Column, row_id: object) -> str:
-    """The secret; SealError (a ValueError) when it cannot be opened with the master keys
-    or was sealed for another row or column."""
-    return active_keyring().unseal(sealed, column_binding(column, row_id))
 
 
 def _row_id(row: Base) -> object:
@@ -55,14 +48,29 @@ def _row_id(row: Base) -> object:
     return value
 
 
-def seal_into(row: Base, column: Column, plaintext: str) -> None:
-    """Store `plaintext` sealed in `row`'s `column`."""
-    setattr(row, column.key, seal(plaintext, column, _row_id(row)))
+class SecretBox:
+    """Seals and unseals database columns with one keyring (the first key seals, every
+    key unseals)."""
 
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
 
-def unseal_from(row: Base, column: Column) -> str:
-    """The secret `row` holds in `column`."""
-    sealed = getattr(row, column.key)
-    if sealed is None:
-        raise ValueError(f"{column_binding(column, _row_id(row))} holds no secret")
-    return unseal(sealed, column, _row_id(row))
+    def seal(self, plaintext: str, column: Column, row_id: object) -> str:
+        """`plaintext` sealed for `column` of the row `row_id` (its primary key)."""
+        return self.keyring.seal(plaintext, column_binding(column, row_id))
+
+    def unseal(self, sealed: str, column: Column, row_id: object) -> str:
+        """The secret; SealError (a ValueError) when it cannot be opened with these keys or
+        was sealed for another row or column."""
+        return self.keyring.unseal(sealed, column_binding(column, row_id))
+
+    def seal_into(self, row: Base, column: Column, plaintext: str) -> None:
+        """Store `plaintext` sealed in `row`'s `column`."""
+        setattr(row, column.key, self.seal(plaintext, column, _row_id(row)))
+
+    def unseal_from(self, row: Base, column: Column) -> str:
+        """The secret `row` holds in `column`."""
+        sealed = getattr(row, column.key)
+        if sealed is None:
+            raise ValueError(f"{column_binding(column, _row_id(row))} holds no secret")
+        return self.unseal(sealed, column, _row_id(row))

@@ -41,7 +41,6 @@ from api.context import Context
 from api.db import session_scope
 from api.models import Toolbox, ToolInstance
 from api.monitoring import Monitor, SyncReport
-from api.secret_box import seal_into
 from api.services import toolboxes
 from api.services.digitalocean import list_tagged_droplets
 from api.settings import Settings
@@ -177,7 +176,8 @@ def fresh_context(workdir: Path, **settings: Any) -> Context:
     context = Context.build(
         Settings(database_url=f"sqlite:///{workdir / 'console.db'}", monitor_interval=0, **settings)
     )
-    migrate.upgrade(context.engine)
+    migrate.upgrade(context.engine, settings=context.settings)
+    context.open_vault()  # the master key from the environment (DTMA_MASTER_KEY[_FILE])
     return context
 
 
@@ -230,7 +230,9 @@ def bench_simulated(workdir: Path) -> float:
                     droplet_id=900_000_000 + n, name=f"sim-{n:03d}", address=address,
                     region="fra1", droplet_status="active",
                 )  # fmt: skip
-                seal_into(toolbox, Toolbox.agent_token_ciphertext, simulated_token(address))
+                context.secrets.seal_into(
+                    toolbox, Toolbox.agent_token_ciphertext, simulated_token(address)
+                )
                 session.add(toolbox)
         reports = timed_syncs(context, None)
         with session_scope(context.sessions) as session:
@@ -289,10 +291,12 @@ def bench_sandbox(workdir: Path) -> None:
             known_hosts_file=sandbox.known_hosts,
         )
         with session_scope(context.sessions) as session:
-            toolboxes.import_droplets(session, list_tagged_droplets(context.settings))
+            toolboxes.import_droplets(
+                session, context.secrets, list_tagged_droplets(context.settings)
+            )
             by_name = {t.name: t for t in session.scalars(select(Toolbox))}
             for name, toolbox in by_name.items():
-                seal_into(toolbox, Toolbox.agent_token_ciphertext, tokens[name])
+                context.secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, tokens[name])
             ordered = [by_name[d.name].id for d in sandbox.droplets if d.name in by_name]
         for size in (3, 10, 20):
             if size > len(ordered):

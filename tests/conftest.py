@@ -18,8 +18,8 @@ from sandbox.config import PROJECT_ROOT, SandboxConfig
 SANDBOX_DROPLETS = int(os.environ.get("DTMA_TEST_DROPLETS", "3"))
 # No background monitoring loop in any app a test builds; tests drive cycles themselves.
 os.environ.setdefault("DTMA_MONITOR_INTERVAL", "0")
-# One master key for every console of the session (the vault's keyring is process-wide),
-# in a key file outside any data directory, as the service requires without DTMA_DEMO=1.
+# One master key for the consoles of the session that are not given one of their own, in a
+# key file outside any data directory, as the service requires without DTMA_DEMO=1.
 _MASTER_KEY_DIR = Path(tempfile.mkdtemp(prefix="dtma-test-master-key-"))
 if not os.environ.get("DTMA_MASTER_KEY") and not os.environ.get("DTMA_MASTER_KEY_FILE"):
     write_key_file(_MASTER_KEY_DIR / "master.key", generate_master_key(), exclusive=True)

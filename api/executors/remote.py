@@ -26,7 +26,6 @@ from api.executors import bus
 from api.executors.celery_app import TASK_NAME, make_celery
 from api.metrics import RUNS, RUNS_QUEUED
 from api.models import Run, User, new_id
-from api.secret_box import seal
 from api.services import leases, run_store
 from api.services.actions import Action
 from api.services.run_store import IN_FLIGHT
@@ -86,7 +85,9 @@ class CeleryRunManager:
     async def start(self, target: Target, action: Action, user: User | None) -> str:
         run_id = new_id()
         validated_request(self._context, run_id, target, action)
-        sealed = seal(json.dumps(action.extravars), Run.extravars_sealed, run_id)
+        sealed = self._context.secrets.seal(
+            json.dumps(action.extravars), Run.extravars_sealed, run_id
+        )
         sessions = self._context.sessions
         await run_in_threadpool(
             run_store.open_run,

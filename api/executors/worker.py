@@ -28,7 +28,6 @@ from api.context import Context
 from api.executors import bus
 from api.executors.celery_app import TASK_NAME, make_celery
 from api.models import Run, Toolbox, utcnow
-from api.secret_box import unseal_from
 from api.services import leases, run_store
 from api.services.runs import (
     FleetTarget,
@@ -149,7 +148,7 @@ class Worker:
                 raise LookupError(f"the toolbox of run {run_id} is gone")
             if run.extravars_sealed is None:
                 raise LookupError(f"run {run_id} carries no extravars")
-            extravars = json.loads(unseal_from(run, Run.extravars_sealed))
+            extravars = json.loads(self._context.secrets.unseal_from(run, Run.extravars_sealed))
             credentials = self._context.credentials.for_toolbox(toolbox)
             request = run_request(
                 self._context,

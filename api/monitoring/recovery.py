@@ -33,7 +33,6 @@ from api.monitoring.events import AlertEvent, alert_event
 from api.monitoring.limits import Limits
 from api.monitoring.metrics import ALERT_EVENTS, RECOVERY_RUNS
 from api.monitoring.models import Alert, MonitoringSettings, RecoveryAttempt
-from api.secret_box import unseal_from
 from api.services import actions
 from api.services.actions import Action
 from api.services.runs import IN_FLIGHT, Target
@@ -169,7 +168,7 @@ class Recovery:
     def _prepare(self, session: Session, alert: Alert, toolbox: Toolbox, now: datetime) -> Plan:
         action_name = recovery_action(alert.check)
         if action_name == "dtma.restart":
-            token = unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+            token = self._context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext)
             action = actions.dtma_action("restart", self._context.settings, token)
         else:
             action = actions.tool_action("restart", str(tool_of(alert.check)))

@@ -104,6 +104,7 @@ class Monitor:
             load_targets,
             self.context.sessions,
             self.context.credentials,
+            self.context.secrets,
             None if toolbox_ids is None else list(toolbox_ids),
         )
         async with self._sync_lock:

@@ -29,7 +29,7 @@ from api.monitoring.metrics import ALERT_EVENTS, SYNC_DURATION, SYNC_TOOLBOXES
 from api.monitoring.models import Alert, CheckState, MonitoringSettings
 from api.monitoring.observe import Observation, Observer, Target
 from api.monitoring.store import STATUS_BY_SOURCE, record_observation
-from api.secret_box import unseal_from
+from api.secret_box import SecretBox
 from api.services.credentials import CredentialSource
 from api.services.probe import SshTarget
 from api.settings import Settings
@@ -72,6 +72,7 @@ class SyncReport:
 def load_targets(
     sessions: sessionmaker[Session],
     credentials: CredentialSource,
+    secrets: SecretBox,
     toolbox_ids: Sequence[str] | None = None,
 ) -> list[Target]:
     """Every toolbox still listed by DigitalOcean (or only the given ones)."""
@@ -81,10 +82,10 @@ def load_targets(
     with session_scope(sessions) as session:
         toolboxes = list(session.scalars(query))
         session.expunge_all()
-    return [_target(toolbox, credentials) for toolbox in toolboxes]
+    return [_target(toolbox, credentials, secrets) for toolbox in toolboxes]
 
 
-def _target(toolbox: Toolbox, credentials: CredentialSource) -> Target:
+def _target(toolbox: Toolbox, credentials: CredentialSource, secrets: SecretBox) -> Target:
     def ssh() -> SshTarget:
         found = credentials.for_toolbox(toolbox)
         return SshTarget(
@@ -98,7 +99,7 @@ def _target(toolbox: Toolbox, credentials: CredentialSource) -> Target:
         toolbox_id=toolbox.id,
         name=toolbox.name,
         address=toolbox.address,
-        agent_token=unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+        agent_token=secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
         ssh=ssh,
     )
 

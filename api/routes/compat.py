@@ -29,7 +29,6 @@ from api.deps import ContextDep, SessionDep, UserDep, visible_toolbox
 from api.errors import ApiError, ErrorBody, UpstreamError
 from api.models import Toolbox, ToolInstance, User, utcnow
 from api.schemas.actions import TOOL_NAME
-from api.secret_box import unseal_from
 from api.services import actions, execution, observe
 from api.services.agent import AgentError
 
@@ -252,7 +251,9 @@ async def toolbox_dtma_console(
         toolbox = await run_in_threadpool(_toolbox, session, user, body.toolbox_id)
         if body.action in ("status", "system"):
             return await _read(context, toolbox, body.action)  # type: ignore[arg-type]
-        token = await run_in_threadpool(unseal_from, toolbox, Toolbox.agent_token_ciphertext)
+        token = await run_in_threadpool(
+            context.secrets.unseal_from, toolbox, Toolbox.agent_token_ciphertext
+        )
         action = actions.dtma_action(body.action, context.settings, token)
         return await _run(context, toolbox, user, action)
     except ApiError as error:

@@ -12,7 +12,6 @@ from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import RedeployAgent
 from api.schemas.observations import Observation
-from api.secret_box import unseal_from
 from api.services import actions, observe
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/dtma", tags=["dtma"])
@@ -48,7 +47,9 @@ async def _agent_action(
     wait: bool,
     version: str | None = None,
 ) -> JSONResponse:
-    token = await run_in_threadpool(unseal_from, toolbox, Toolbox.agent_token_ciphertext)
+    token = await run_in_threadpool(
+        context.secrets.unseal_from, toolbox, Toolbox.agent_token_ciphertext
+    )
     action = actions.dtma_action(kind, context.settings, token, version)
     return await perform(context, toolbox, user, action, wait=wait)
 

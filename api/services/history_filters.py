@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from api.errors import InvalidInput
-from api.services.users import USER_NAME
 
 # Action names as the console records them: "tool.deploy", "toolbox.maintenance.start".
 ACTION = re.compile(r"^[a-z][a-z0-9_]{0,31}(\.[a-z0-9_]{1,32}){0,3}$")
@@ -40,6 +39,11 @@ def action(text: str | None) -> str | None:
 
 
 def user_name(text: str | None) -> str | None:
+    # Imported on call: api.services.users imports the web package (through tokens), which
+    # imports this module, so any module-level import of users here is circular in one of
+    # the two import orders.
+    from api.services.users import USER_NAME
+
     return matching("user", text, USER_NAME, "a user name")
 
 

@@ -15,7 +15,6 @@ from api.context import Context
 from api.errors import UpstreamError
 from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
-from api.secret_box import unseal_from
 from api.services import instances, probe, toolboxes
 from api.services.agent import AgentError
 from api.services.credentials import SshCredentials
@@ -53,7 +52,7 @@ class Reach:
             toolbox_id=toolbox.id,
             name=toolbox.name,
             address=toolbox.address,
-            agent_token=unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+            agent_token=context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
             ssh=context.credentials.for_toolbox(toolbox),
             last_state=dict(toolbox.last_state or {}),
         )

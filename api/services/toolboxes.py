@@ -23,7 +23,7 @@ import runner
 from api.context import Context
 from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
-from api.secret_box import seal_into, unseal_from
+from api.secret_box import SecretBox
 from api.services import audit
 from api.services.agent import AgentError
 from api.services.digitalocean import DropletInfo, list_tagged_droplets
@@ -70,14 +70,16 @@ def _owner_from_tags(session: Session, tags: tuple[str, ...]) -> User | None:
 def import_tagged(user: User, context: Context, session: Session) -> ImportReport:
     """Import the droplets tagged DTMA_DO_TAG from the DigitalOcean API (audited)."""
     with audit.audited(session, user=user, action="toolboxes.sync") as entry:
-        report = import_droplets(session, list_tagged_droplets(context.settings))
+        report = import_droplets(session, context.secrets, list_tagged_droplets(context.settings))
         entry.detail = report.summary()
     session.commit()
     refresh_run_inventory(context)
     return report
 
 
-def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportReport:
+def import_droplets(
+    session: Session, secrets: SecretBox, droplets: list[DropletInfo]
+) -> ImportReport:
     """Upsert every listed droplet; toolboxes whose droplet vanished are marked removed.
 
     The caller commits. A new toolbox gets its own agent token, sealed at rest.
@@ -91,7 +93,7 @@ def import_droplets(session: Session, droplets: list[DropletInfo]) -> ImportRepo
         toolbox = existing.get(droplet.id)
         if toolbox is None:
             toolbox = Toolbox(droplet_id=droplet.id)
-            seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
+            secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, new_agent_token())
             session.add(toolbox)
             report.created.append(droplet.name)
         else:
@@ -180,9 +182,10 @@ def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return None
-        changed = learnt and unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
+        secrets = context.secrets
+        changed = learnt and secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
         if changed:
-            seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
+            secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
         if learnt:
             detail = "learnt the agent token from the droplet" if changed else "token unchanged"
         else:
@@ -237,7 +240,8 @@ def _agent_reach(context: Context, toolbox_id: str) -> tuple[str, str | None, st
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return "", None, ""
-        return toolbox.name, toolbox.address, unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+        token = context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+        return toolbox.name, toolbox.address, token
 
 
 async def read_agent(

@@ -23,8 +23,8 @@ from api.models import Toolbox
 from api.settings import Settings
 from api.vault import hostkeys, info, rotation, sealed
 from api.vault.crypto import Keyring, MasterKeyError, SealError, generate_master_key
-from api.vault.master import install, load_keyring, write_key_file
-from api.vault.startup import use_vault, verify_database
+from api.vault.master import load_keyring, write_key_file
+from api.vault.startup import verify_database
 
 keys_app = typer.Typer(help="Master keys and per-toolbox SSH keys.", no_args_is_help=True)
 
@@ -32,15 +32,6 @@ keys_app = typer.Typer(help="Master keys and per-toolbox SSH keys.", no_args_is_
 def _error(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=1)
-
-
-def _open() -> Context:
-    context = migrated_context()
-    try:
-        use_vault(context)
-    except MasterKeyError as error:
-        raise _error(str(error)) from None
-    return context
 
 
 @keys_app.command("generate-master")
@@ -91,7 +82,7 @@ def rotate_master(
             write_key_file(loaded.file, fresh, exclusive=False)
     except (MasterKeyError, SealError) as error:
         raise _error(str(error)) from None
-    install(keyring)
+    context.close()
     typer.echo(report.summary(keyring.primary_id))
     if new_key:
         typer.echo(f"{loaded.file} now holds only master key {keyring.primary_id}")
@@ -150,7 +141,7 @@ def bootstrap(
     ] = None,
 ) -> None:
     """Give toolboxes their own SSH key, installed with the key they were created with."""
-    context = _open()
+    context = migrated_context()
     targets = _select(context, toolbox or [], without_key=True)
     if not targets:
         typer.echo("every toolbox already has its own key")
@@ -164,7 +155,7 @@ def rotate(
     toolbox: Annotated[list[str], typer.Option(help="Toolbox name (repeatable).")],
 ) -> None:
     """Rotate the SSH key of toolboxes (a bootstrap for one without its own key)."""
-    context = _open()
+    context = migrated_context()
     if not asyncio.run(_rotate_each(context, _select(context, toolbox, without_key=False))):
         raise typer.Exit(code=1)
 
@@ -172,7 +163,7 @@ def rotate(
 @keys_app.command("list")
 def list_keys() -> None:
     """Every toolbox: where its SSH key comes from, its fingerprint, its pinned host keys."""
-    context = _open()
+    context = migrated_context()
     with session_scope(context.sessions) as session:
         for toolbox in session.scalars(select(Toolbox).order_by(Toolbox.name)):
             access = info.ssh_access(session, toolbox)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 from api.db import session_scope
 from api.errors import ApiError
 from api.models import Toolbox
+from api.secret_box import SecretBox
 from api.services.credentials import OperatorKeySource, SshCredentials
 from api.settings import Settings
 from api.vault import hostkeys, keystore
@@ -26,9 +27,12 @@ log = logging.getLogger("api.vault")
 class VaultCredentialSource:
     """Called from worker threads (it may scan a host key on first contact)."""
 
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], secrets: SecretBox
+    ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._secrets = secrets
         self._bootstrap = OperatorKeySource(settings)
 
     def for_toolbox(self, toolbox: Toolbox) -> SshCredentials:
@@ -47,10 +51,11 @@ class VaultCredentialSource:
         pins = hostkeys.pinned(session, toolbox.id)
         known_hosts = hostkeys.known_hosts(toolbox.address, pins) if toolbox.address else None
         if key is not None and known_hosts is not None:
-            return SshCredentials(keystore.private_key(key), known_hosts)
+            return SshCredentials(keystore.private_key(self._secrets, key), known_hosts)
         fallback = self._bootstrap.for_toolbox(toolbox)
+        own = keystore.private_key(self._secrets, key) if key is not None else None
         return SshCredentials(
-            private_key=keystore.private_key(key) if key is not None else fallback.private_key,
+            private_key=own if own is not None else fallback.private_key,
             known_hosts=known_hosts or fallback.known_hosts,
         )
 

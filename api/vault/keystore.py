@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.models import utcnow
-from api.secret_box import seal_into, unseal_from
+from api.secret_box import SecretBox
 from api.vault.models import ToolboxSshKey
 from api.vault.sshkeys import KeyPair
 
@@ -41,7 +41,9 @@ def history(session: Session, toolbox_id: str) -> list[ToolboxSshKey]:
     )
 
 
-def add_pending(session: Session, toolbox_id: str, pair: KeyPair) -> ToolboxSshKey:
+def add_pending(
+    session: Session, secrets: SecretBox, toolbox_id: str, pair: KeyPair
+) -> ToolboxSshKey:
     key = ToolboxSshKey(
         toolbox_id=toolbox_id,
         state="pending",
@@ -49,16 +51,16 @@ def add_pending(session: Session, toolbox_id: str, pair: KeyPair) -> ToolboxSshK
         fingerprint=pair.fingerprint,
         created_at=utcnow(),
     )
-    seal_into(key, ToolboxSshKey.private_key_sealed, pair.private_openssh)
+    secrets.seal_into(key, ToolboxSshKey.private_key_sealed, pair.private_openssh)
     session.add(key)
     session.flush()
     return key
 
 
-def private_key(key: ToolboxSshKey) -> str:
+def private_key(secrets: SecretBox, key: ToolboxSshKey) -> str:
     if key.private_key_sealed is None:
         raise ValueError(f"key {key.fingerprint} has no private key any more ({key.state})")
-    return unseal_from(key, ToolboxSshKey.private_key_sealed)
+    return secrets.unseal_from(key, ToolboxSshKey.private_key_sealed)
 
 
 def activate(session: Session, key: ToolboxSshKey) -> ToolboxSshKey | None:

@@ -1,4 +1,4 @@
-"""Where the master key comes from, and the one keyring the process seals with.
+"""Where the master key comes from (each Context loads its own keyring: api/context.py).
 
 DTMA_MASTER_KEY (one key, or several comma-separated while rotating), or
 DTMA_MASTER_KEY_FILE naming a file (mode 0600) outside the data directory: a key kept
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.db import data_directory
-from api.settings import Settings, get_settings
+from api.settings import Settings
 from api.vault.crypto import Keyring, MasterKeyError, generate_master_key
 
 log = logging.getLogger("api.vault")
@@ -131,20 +131,3 @@ def load_keyring(settings: Settings) -> LoadedKeyring:
         return LoadedKeyring(_read_key_file(path), _file_origin(path), path)
     except FileNotFoundError:
         raise MasterKeyError(f"{_file_origin(path)} vanished. {_advice(data_dir)}.") from None
-
-
-_installed: Keyring | None = None
-
-
-def install(keyring: Keyring) -> None:
-    """Make `keyring` the one this process seals and unseals with."""
-    global _installed
-    _installed = keyring
-
-
-def active_keyring() -> Keyring:
-    """The installed keyring, loaded from the environment on first use otherwise."""
-    global _installed
-    if _installed is None:
-        _installed = load_keyring(get_settings()).keyring
-    return _installed

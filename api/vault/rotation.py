@@ -40,7 +40,6 @@ from api.services import audit
 from api.services.actions import Action
 from api.services.credentials import SshCredentials
 from api.services.runs import Target, run_url
-from api.settings import Settings
 from api.vault import hostkeys, keystore, sshkeys
 from api.vault.models import ToolboxSshKey
 
@@ -126,12 +125,13 @@ def _load_toolbox(session: Session, toolbox_id: str) -> Toolbox:
     return toolbox
 
 
-def _current_key(session: Session, toolbox: Toolbox, settings: Settings) -> tuple[Kind, str, str]:
+def _current_key(session: Session, toolbox: Toolbox, context: Context) -> tuple[Kind, str, str]:
     """(kind, private key, public key) of the key that gets in now: the toolbox's own, or
     for a bootstrap the operator key it was created with."""
+    settings = context.settings
     current = keystore.active_key(session, toolbox.id)
     if current is not None:
-        return "rotate", keystore.private_key(current), current.public_key
+        return "rotate", keystore.private_key(context.secrets, current), current.public_key
     if settings.ssh_key_file is None:
         raise Conflict(
             f"{toolbox.name} has no SSH key of its own yet and DTMA_SSH_KEY_FILE (the key "
@@ -155,18 +155,18 @@ def _prepare(context: Context, toolbox_id: str) -> _Plan:
     settings = context.settings
     with session_scope(context.sessions) as session:
         toolbox = _load_toolbox(session, toolbox_id)
-        kind, current_private, current_public = _current_key(session, toolbox, settings)
+        kind, current_private, current_public = _current_key(session, toolbox, context)
         hostkeys.pin_on_first_contact(session, toolbox, settings.ssh_keyscan_timeout)
         known_hosts = hostkeys.known_hosts(
             toolbox.address or "", hostkeys.pinned(session, toolbox.id)
         )
         assert known_hosts is not None  # pinned just above
         leftovers = tuple(
-            _Leftover(k.id, k.public_key, keystore.private_key(k))
+            _Leftover(k.id, k.public_key, keystore.private_key(context.secrets, k))
             for k in keystore.pending(session, toolbox.id)
         )
         new = sshkeys.generate(f"dtma-console:{toolbox.name}:{_stamp()}")
-        pending = keystore.add_pending(session, toolbox.id, new)
+        pending = keystore.add_pending(session, context.secrets, toolbox.id, new)
         remove = [current_public] if kind == "rotate" or settings.ssh_revoke_bootstrap_key else []
         remove += [k.public for k in leftovers]
         return _Plan(

@@ -1,5 +1,6 @@
-"""Opening the vault when the service (or a command) starts: load the master keys, make
-sure they open this database's secrets, and become the console's credential source.
+"""Opening the vault when the service (or a command) starts: load the master keys and make
+sure they open this database's secrets (Context.open_vault then seals with them and makes
+the vault the console's credential source).
 
 A malformed key, or keys that do not open what is stored, stop the start with a
 MasterKeyError that says what is wrong (and never contains key material).
@@ -11,15 +12,15 @@ import logging
 import secrets
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.context import Context
 from api.db import session_scope
 from api.secret_box import column_binding
+from api.settings import Settings
 from api.vault import sealed
-from api.vault.credentials import VaultCredentialSource
 from api.vault.crypto import MasterKeyError, SealError
-from api.vault.master import LoadedKeyring, install, load_keyring
+from api.vault.master import LoadedKeyring, load_keyring
 from api.vault.models import VaultCheck
 
 log = logging.getLogger("api.vault")
@@ -64,18 +65,17 @@ def verify_database(session: Session, loaded: LoadedKeyring) -> int:
     return sealed.reseal_legacy(session, keyring)
 
 
-def open_keyring(context: Context) -> LoadedKeyring:
-    """Load, verify and install the master keys for this process."""
-    loaded = load_keyring(context.settings)
+def verified_keyring(settings: Settings, sessions: sessionmaker[Session]) -> LoadedKeyring:
+    """The configured master keys, once they are known to open this database's secrets."""
+    loaded = load_keyring(settings)
     for attempt in (1, 2):
         try:
-            with session_scope(context.sessions) as session:
+            with session_scope(sessions) as session:
                 count = verify_database(session, loaded)
             break
         except IntegrityError:  # another process recorded the check value first
             if attempt == 2:
                 raise
-    install(loaded.keyring)
     log.info(
         "vault_opened",
         extra={
@@ -88,17 +88,12 @@ def open_keyring(context: Context) -> LoadedKeyring:
     return loaded
 
 
-def use_vault(context: Context) -> None:
-    """Keys verified and installed; the context's runs use per-toolbox keys from now on."""
-    open_keyring(context)
-    context.credentials = VaultCredentialSource(context.settings, context.sessions)
-
-
 def open_vault(context: Context) -> None:
-    """The app's start-up hook (use_vault). Refuses to start with a MasterKeyError, logged
-    on one line first, when the keys are malformed or do not open this database."""
+    """The app's start-up hook (Context.open_vault). Refuses to start with a
+    MasterKeyError, logged on one line first, when the keys are malformed or do not open
+    this database."""
     try:
-        use_vault(context)
+        context.open_vault()
     except MasterKeyError as error:
         log.critical("vault_refused_to_start", extra={"reason": str(error)})
         raise

@@ -20,7 +20,6 @@ from api.errors import ApiError, Conflict, InvalidInput
 from api.models import Toolbox, User
 from api.schemas.actions import TOOL_NAME
 from api.schemas.runs import RunOut
-from api.secret_box import unseal_from
 from api.services import actions, run_follow, run_history
 from api.services.actions import Action
 from api.services.execution import start
@@ -79,7 +78,7 @@ async def agent_action(
     db: SessionDep,
 ) -> HTMLResponse:
     def make(toolbox: Toolbox) -> Action:
-        token = unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+        token = context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext)
         return actions.dtma_action(kind, context.settings, token)
 
     what = f"{kind.capitalize()} the agent"

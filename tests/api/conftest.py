@@ -20,6 +20,7 @@ from api import migrate
 from api.app import create_app
 from api.context import Context
 from api.db import make_engine, session_scope
+from api.secret_box import SecretBox
 from api.services import users
 from api.settings import Settings
 from sandbox.config import SandboxConfig
@@ -118,6 +119,12 @@ def client(app: FastAPI) -> Iterator[httpx.Client]:
 def context(app: FastAPI, client: httpx.Client) -> Context:
     context: Context = app.state.context
     return context
+
+
+@pytest.fixture
+def secrets(context: Context) -> SecretBox:
+    """Seals with the test app's own master keys (what it unseals with)."""
+    return context.secrets
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import hash_token
 from api.models import ApiToken, Toolbox
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from tests.api.conftest import JWT_AUDIENCE, JWT_ISSUER
 
 SECRET = "test-jwt-secret-0123456789abcdef"
@@ -32,13 +32,13 @@ def jwt_for(subject: str, *, expires_in: int = 300, secret: str = SECRET, **more
 
 
 @pytest.fixture
-def alices_toolbox(db: Session, alice: dict[str, str]) -> str:
+def alices_toolbox(db: Session, secrets: SecretBox, alice: dict[str, str]) -> str:
     toolbox = Toolbox(
         droplet_id=101,
         name="toolbox-a",
         owner_id=alice["id"],
     )
-    seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token")
+    secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token")
     db.add(toolbox)
     db.commit()
     return toolbox.id

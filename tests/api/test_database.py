@@ -9,8 +9,9 @@ from sqlalchemy import inspect, select
 from api import migrate
 from api.db import make_engine, session_scope
 from api.models import RunEvent, Toolbox, User, load_all_models
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from api.settings import Settings
+from api.vault.crypto import Keyring, generate_master_key
 
 
 def test_migrations_create_exactly_the_models(empty_database_url: str) -> None:
@@ -51,7 +52,8 @@ def test_datetimes_come_back_timezone_aware_and_json_round_trips(empty_database_
             owner_id=owner.id,
             last_state={"status": {"source": "agent"}},
         )
-        seal_into(toolbox, Toolbox.agent_token_ciphertext, "t")
+        secrets = SecretBox(Keyring.parse(generate_master_key(), origin="test"))
+        secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "t")
         session.add(toolbox)
     with session_scope(sessions) as session:
         stored = session.scalar(select(Toolbox).where(Toolbox.name == "toolbox-x"))

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.models import AuditEntry, Run, Toolbox
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, str]:
@@ -22,14 +22,14 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 @pytest.fixture
-def toolbox_id(db: Session, alice: dict[str, str]) -> str:
+def toolbox_id(db: Session, secrets: SecretBox, alice: dict[str, str]) -> str:
     toolbox = Toolbox(
         droplet_id=7,
         name="toolbox-7",
         owner_id=alice["id"],
         address="127.0.24.250",
     )
-    seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
+    secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
     db.add(toolbox)
     db.commit()
     return toolbox.id

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from api.models import Run, Toolbox
 from api.schemas import role_rules as rules
 from api.schemas.actions import DeployTool, HealthCheck, RedeployAgent
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from api.web.deploy_form import DeployForm
 from runner.catalog import DEFAULT_PLAYBOOK_DIR, PROJECT_ROOT, load_spec
 from runner.extravars import validate_extravars
@@ -212,14 +212,14 @@ def test_public_form_never_shows_env_values() -> None:
 
 # -- through HTTP: 422 (or the compat 400), never a run -------------------------------------
 @pytest.fixture
-def toolbox_id(db: Session, alice: dict[str, str]) -> str:
+def toolbox_id(db: Session, secrets: SecretBox, alice: dict[str, str]) -> str:
     toolbox = Toolbox(
         droplet_id=8,
         name="toolbox-8",
         owner_id=alice["id"],
         address="127.0.24.251",
     )
-    seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
+    secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
     db.add(toolbox)
     db.commit()
     return toolbox.id

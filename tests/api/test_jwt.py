@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.models import ExternalIdentity, Toolbox, User
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from api.settings import Settings
 from tests.api.conftest import JWT_ISSUER, SeededEmulator, seeded_droplet
 from tests.api.test_auth import jwt_for
@@ -51,10 +51,14 @@ def test_jwts_without_the_configured_issuer_and_audience_get_401(
 
 
 def test_a_subject_naming_a_local_admin_gets_a_regular_user_of_its_own(
-    client: httpx.Client, db: Session, admin: dict[str, str], alice: dict[str, str]
+    client: httpx.Client,
+    db: Session,
+    secrets: SecretBox,
+    admin: dict[str, str],
+    alice: dict[str, str],
 ) -> None:
     toolbox = Toolbox(droplet_id=7, name="toolbox-a", owner_id=alice["id"])
-    seal_into(toolbox, Toolbox.agent_token_ciphertext, "t")
+    secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "t")
     db.add(toolbox)
     db.commit()
     # The identity provider's subjects are its own: one equal to a local id means nothing.

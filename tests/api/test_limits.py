@@ -21,7 +21,7 @@ from api.app import create_app
 from api.context import Context
 from api.errors import TooManyRequests
 from api.models import Run, Toolbox
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from api.services.limits import FollowSlots
 from api.settings import Settings
 from api.vault.models import ToolboxHostKey
@@ -45,14 +45,16 @@ def app(settings: Settings) -> FastAPI:
     )
 
 
-def toolbox(db: Session, owner_id: str, droplet_id: int, address: str | None = None) -> Toolbox:
+def toolbox(
+    db: Session, secrets: SecretBox, owner_id: str, droplet_id: int, address: str | None = None
+) -> Toolbox:
     row = Toolbox(
         droplet_id=droplet_id,
         name=f"toolbox-{droplet_id}",
         owner_id=owner_id,
         address=address,
     )
-    seal_into(row, Toolbox.agent_token_ciphertext, "agent-token")
+    secrets.seal_into(row, Toolbox.agent_token_ciphertext, "agent-token")
     db.add(row)
     db.commit()
     return row
@@ -68,10 +70,14 @@ def in_flight_run(db: Session, user_id: str, toolbox_id: str, status: str) -> Ru
 
 
 def test_a_user_with_max_runs_in_flight_gets_429_and_nothing_starts(
-    client: httpx.Client, db: Session, alice: dict[str, str], bob: dict[str, str]
+    client: httpx.Client,
+    db: Session,
+    secrets: SecretBox,
+    alice: dict[str, str],
+    bob: dict[str, str],
 ) -> None:
-    mine = toolbox(db, alice["id"], 1)
-    elsewhere = toolbox(db, alice["id"], 2)
+    mine = toolbox(db, secrets, alice["id"], 1)
+    elsewhere = toolbox(db, secrets, alice["id"], 2)
     running = in_flight_run(db, alice["id"], elsewhere.id, "running")
     in_flight_run(db, alice["id"], elsewhere.id, "queued")
     # Another user's run holds the toolbox: a start that passes the cap meets the lock.
@@ -134,11 +140,12 @@ def test_a_flood_of_reads_of_unreachable_toolboxes_cannot_stall_authentication(
     client: httpx.Client,
     context: Context,
     db: Session,
+    secrets: SecretBox,
     alice: dict[str, str],
     admin: dict[str, str],
     tarpit: str,
 ) -> None:
-    dead = toolbox(db, alice["id"], 3, address=tarpit)
+    dead = toolbox(db, secrets, alice["id"], 3, address=tarpit)
     # Pinned already (a toolbox the console knows): no first-contact key scan on reads.
     db.add(
         ToolboxHostKey(

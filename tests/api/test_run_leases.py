@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.context import Context
 from api.models import AuditEntry, Run, Toolbox, utcnow
-from api.secret_box import seal_into
+from api.secret_box import SecretBox
 from api.services import leases
 from tests.api.test_errors import assert_error
 
@@ -23,13 +23,14 @@ LEASE = 30.0
 
 
 @pytest.fixture
-def toolboxes(db: Session) -> list[str]:
+def toolboxes(db: Session, secrets: SecretBox) -> list[str]:
     made = [
         Toolbox(droplet_id=100 + i, name=f"toolbox-l{i}", address=f"127.0.24.{200 + i}")
         for i in range(5)
     ]
     for toolbox in made:
-        seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token-for-tests-0123456789")
+        token = "agent-token-for-tests-0123456789"
+        secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, token)
     db.add_all(made)
     db.commit()
     return [t.id for t in made]

@@ -30,11 +30,11 @@ from api.context import Context
 from api.db import session_scope
 from api.models import Toolbox
 from api.monitoring import Monitor
-from api.secret_box import seal_into
 from api.services import users
 from api.settings import Settings
 from sandbox.fleet import SandboxInfo
 from tests.api.server import live_server
+from tests.sealing import session_secrets
 
 # No background monitoring loop in any test app of this session: tests drive the cycle
 # themselves. (Set here because conftest modules load before any test runs; the lead may
@@ -286,8 +286,9 @@ def sqlite_context(tmp_path: Path) -> Iterator[Context]:
     """A migrated SQLite database and its context (no service running)."""
     context = Context.build(Settings(database_url=f"sqlite:///{tmp_path / 'console.db'}"))
     migrate.upgrade(context.engine)
+    context.open_vault()
     yield context
-    context.engine.dispose()
+    context.close()
 
 
 def add_toolbox(sessions: sessionmaker[Session], name: str, owner_id: str | None = None) -> str:
@@ -295,7 +296,7 @@ def add_toolbox(sessions: sessionmaker[Session], name: str, owner_id: str | None
         toolbox = Toolbox(
             droplet_id=abs(hash(name)) % 10**9, name=name, address="127.0.0.1", owner_id=owner_id,
         )  # fmt: skip
-        seal_into(toolbox, Toolbox.agent_token_ciphertext, "t" * 32)
+        session_secrets().seal_into(toolbox, Toolbox.agent_token_ciphertext, "t" * 32)
         session.add(toolbox)
         session.flush()
         return toolbox.id

@@ -194,8 +194,6 @@ def test_notification_test_from_the_api_and_the_cli_masks_every_url(
 ) -> None:
     urls = [*apprise_urls(webhook_receiver), "json://127.0.0.1:9/nobody-listens"]
     database = f"sqlite:///{tmp_path / 'console.db'}"
-    # The default master key, as every console of this session: the vault's keyring is
-    # process-wide, and a key of its own would leave the sandbox console unable to unseal.
     settings = Settings(
         database_url=database, notify_urls=urls, monitor_interval=0, webhook_timeout=2,
         do_api_url="http://127.0.0.1:9/v2",

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from api.secret_box import column_binding
 from api.services import users
-from api.vault import master
 from api.vault.crypto import Keyring, generate_master_key
 from api.vault.models import ToolboxSshKey
 from sandbox.config import PROJECT_ROOT
@@ -30,16 +29,6 @@ from sandbox.fleet import SandboxInfo
 from tests.api.console import Console, docker_exec, new_console
 
 HOST_KEY_BACKUP = "/root/.dtma-vault-test-host-keys"
-
-
-@pytest.fixture(autouse=True)
-def process_keyring_restored() -> Iterator[None]:
-    """Tests here install keyrings of their own; the rest of the session keeps its own."""
-    saved = master._installed
-    try:
-        yield
-    finally:
-        master._installed = saved
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,11 @@ from api import migrate
 from api.context import Context
 from api.db import make_engine, session_scope
 from api.models import Toolbox
-from api.secret_box import column_binding, unseal_from
+from api.secret_box import column_binding
 from api.settings import Settings
-from api.vault import master
 from api.vault.crypto import Keyring, SealError, generate_master_key
 from api.vault.master import GENERATE_COMMAND
 from api.vault.models import ToolboxSshKey, VaultCheck
-from api.vault.startup import use_vault
 from tests.api.console import CLI, Console
 from tests.api.server import free_port
 
@@ -141,8 +139,9 @@ def test_the_migration_reseals_v1_values_bound_to_their_rows_and_back(
 ) -> None:
     key_text = generate_master_key()
     keyring = Keyring.parse(key_text, origin="test")
-    master.install(keyring)  # the process's keyring, as the service's settings give it
-    engine = make_engine(Settings(database_url=before_bindings))
+    # The migrating context's settings carry the key (none in the environment opens these).
+    settings = Settings(database_url=before_bindings, master_key=key_text)
+    engine = make_engine(settings)
     with engine.begin() as connection:
         for n in (1, 2):
             connection.execute(
@@ -166,7 +165,7 @@ def test_the_migration_reseals_v1_values_bound_to_their_rows_and_back(
             text("INSERT INTO vault_check (id, sealed, created_at) VALUES (1, :v, '2026-01-01')"),
             {"v": keyring.seal_v1("check")},
         )
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, settings=settings)
     with engine.connect() as connection:
         tokens = {
             row.id: row.agent_token_ciphertext
@@ -184,16 +183,17 @@ def test_the_migration_reseals_v1_values_bound_to_their_rows_and_back(
     with pytest.raises(SealError):
         keyring.unseal(tokens["t1"], column_binding(Toolbox.agent_token_ciphertext, "t2"))
     # The migrated database opens with its key (the check value is bound too).
-    context = Context.build(Settings(database_url=before_bindings, master_key=key_text))
-    use_vault(context)
+    context = Context.build(settings)
+    context.open_vault()
     with session_scope(context.sessions) as session:
         toolbox = session.get(Toolbox, "t2")
         assert toolbox is not None
-        assert unseal_from(toolbox, Toolbox.agent_token_ciphertext) == "agent-token-2"
-    context.engine.dispose()
+        token = context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext)
+        assert token == "agent-token-2"
+    context.close()
     previous = ScriptDirectory.from_config(migrate.alembic_config()).get_revision(MIGRATION)
     assert isinstance(previous.down_revision, str)
-    migrate.downgrade(engine, previous.down_revision)
+    migrate.downgrade(engine, previous.down_revision, settings=settings)
     with engine.connect() as connection:
         token = connection.scalar(select(Toolbox.agent_token_ciphertext).where(Toolbox.id == "t1"))
     assert token is not None and keyring.unseal_v1(token) == "agent-token-1"

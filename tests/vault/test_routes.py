@@ -15,7 +15,6 @@ from api.app import create_app
 from api.context import Context
 from api.db import session_scope
 from api.models import AuditEntry, Toolbox
-from api.secret_box import seal_into
 from api.services import users
 from api.settings import Settings
 from api.vault.crypto import generate_master_key
@@ -46,7 +45,7 @@ def people(app: FastAPI, client: httpx.Client) -> dict[str, Any]:
         owner, owner_token = users.create_token(session, "alice", admin=False)
         _, other = users.create_token(session, "bob", admin=False)
         toolbox = Toolbox(droplet_id=5, name="toolbox-5", owner_id=owner.id, address="127.0.25.250")
-        seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token")
+        context.secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, "agent-token")
         session.add(toolbox)
         session.flush()
         toolbox_id = toolbox.id

@@ -18,8 +18,6 @@ from api.secret_box import column_binding
 from api.settings import Settings
 from api.vault import sealed
 from api.vault.crypto import Keyring, MasterKeyError, generate_master_key
-from api.vault.master import active_keyring
-from api.vault.startup import use_vault
 from tests.api.console import CLI
 from tests.api.server import free_port
 
@@ -35,7 +33,7 @@ def database(tmp_path: Path) -> Iterator[str]:
 
 def opened(url: str, master_key: str) -> Context:
     context = Context.build(Settings(database_url=url, master_key=master_key))
-    use_vault(context)
+    context.open_vault()
     return context
 
 
@@ -63,12 +61,11 @@ def test_secrets_sealed_before_the_vault_are_sealed_at_start(database: str) -> N
     context = opened(database, generate_master_key())
     with session_scope(context.sessions) as session:
         stored = session.scalar(select(Toolbox.agent_token_ciphertext))
-        assert stored is not None and stored.startswith(f"v2:{active_keyring().primary_id}:")
-        token = active_keyring().unseal(
-            stored, column_binding(Toolbox.agent_token_ciphertext, "t1")
-        )
+        keyring = context.secrets.keyring
+        assert stored is not None and stored.startswith(f"v2:{keyring.primary_id}:")
+        token = keyring.unseal(stored, column_binding(Toolbox.agent_token_ciphertext, "t1"))
         assert token == "legacy-agent-token"
-        assert set(sealed.key_usage(session)) == {active_keyring().primary_id}
+        assert set(sealed.key_usage(session)) == {keyring.primary_id}
     context.engine.dispose()
 
 

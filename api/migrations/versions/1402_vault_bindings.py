@@ -3,7 +3,8 @@
 v1 values were sealed with one fixed associated data, so a value copied into another row
 or column (another toolbox's agent token, another toolbox's SSH key) opened there too. v2
 binds each one to `table.column/row id` (api/secret_box.py). Needs the master key only
-when there is something to re-seal (DTMA_MASTER_KEY / DTMA_MASTER_KEY_FILE, as the service).
+when there is something to re-seal: those of the settings api.migrate hands over (the
+migrating context's), else DTMA_MASTER_KEY / DTMA_MASTER_KEY_FILE, as the service.
 
 Revision ID: 1402_vault_bindings
 Revises: 1801_metrics_history
@@ -15,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from api.secret_box import binding
+from api.settings import Settings
 from api.vault.crypto import Keyring
-from api.vault.master import active_keyring
+from api.vault.master import load_keyring
 
 revision = "1402_vault_bindings"
 down_revision = "1801_metrics_history"
@@ -36,6 +38,11 @@ _SEALED = (
 )
 
 
+def _keyring() -> Keyring:
+    settings = context.config.attributes.get("settings")
+    return load_keyring(settings if isinstance(settings, Settings) else Settings()).keyring
+
+
 def _reseal(prefix: str, convert: Callable[[Keyring, str, str], str]) -> None:
     connection = op.get_bind()
     inspector = sa.inspect(connection)
@@ -50,7 +57,7 @@ def _reseal(prefix: str, convert: Callable[[Keyring, str, str], str]) -> None:
             sa.select(rows.c.id, rows.c[column]).where(rows.c[column].like(f"{prefix}:%"))
         ).all()
         for row_id, value in found:
-            keyring = keyring or active_keyring()
+            keyring = keyring or _keyring()
             place = binding(table, column, row_id)
             connection.execute(
                 sa.update(rows)
