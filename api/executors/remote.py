@@ -120,7 +120,9 @@ class CeleryRunManager:
     ) -> FleetStart:
         run_id = new_id()
         fleet_request(self._context, run_id, fleet, action.name, action.playbook, action.extravars)
-        sealed = seal(json.dumps(action.extravars), Run.extravars_sealed, run_id)
+        sealed = self._context.secrets.seal(
+            json.dumps(action.extravars), Run.extravars_sealed, run_id
+        )
         sessions = self._context.sessions
         skipped = await run_in_threadpool(
             functools.partial(

@@ -174,7 +174,7 @@ class Worker:
             credentials = self._context.credentials.for_toolbox(toolbox)
             members.append(Target(toolbox.id, toolbox.name, credentials))
         fleet = FleetTarget(tuple(members), str(run.request.get("rollout_id") or ""))
-        extravars = json.loads(unseal_from(run, Run.extravars_sealed))
+        extravars = json.loads(self._context.secrets.unseal_from(run, Run.extravars_sealed))
         return fleet_request(self._context, run.id, fleet, run.action, run.playbook, extravars)
 
     def _run(self, run_id: str) -> runner.ConsoleResult:
