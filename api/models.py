@@ -133,6 +133,11 @@ class Toolbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The bearer token of this toolbox's agent, as ciphertext (api/secrets.py).
     agent_token_ciphertext: Mapped[str] = mapped_column(Text)
+    # How the console trusts the agent, learnt over pinned SSH (api/services/toolboxes.py):
+    # agent_tls true with agent_certificate (PEM) the pinned certificate; false: the droplet
+    # serves plain HTTP on purpose; None: not learnt yet.
+    agent_tls: Mapped[bool | None] = mapped_column(Boolean)
+    agent_certificate: Mapped[str | None] = mapped_column(Text)
     # OpenSSH known_hosts lines pinning this droplet's host keys, once recorded.
     known_hosts: Mapped[str | None] = mapped_column(Text)
     # Last answers of the agent (or the SSH probe): {"status": {...}, "system": {...}}, each

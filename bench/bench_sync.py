@@ -229,6 +229,7 @@ def bench_simulated(workdir: Path) -> float:
                 toolbox = Toolbox(
                     droplet_id=900_000_000 + n, name=f"sim-{n:03d}", address=address,
                     region="fra1", droplet_status="active",
+                    agent_tls=False,  # the simulator speaks plain HTTP (pinned as such)
                 )  # fmt: skip
                 context.secrets.seal_into(
                     toolbox, Toolbox.agent_token_ciphertext, simulated_token(address)

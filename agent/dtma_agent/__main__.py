@@ -26,6 +26,7 @@ def main() -> None:
 
     from .app import create_app
 
+    tls = settings.tls
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -37,6 +38,9 @@ def main() -> None:
         http="h11",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        ssl_certfile=tls.certificate if tls else None,
+        ssl_keyfile=tls.private_key if tls else None,
+        ssl_ciphers="ECDHE+AESGCM:ECDHE+CHACHA20",
     )
 
 

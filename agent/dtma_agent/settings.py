@@ -18,8 +18,18 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The certificate and private key the agent serves HTTPS with."""
+
+    certificate: str
+    private_key: str
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     token: str
+    # None only when plain HTTP was asked for explicitly (DTMA_AGENT_TLS=off).
+    tls: TlsFiles | None
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     docker_url: str = "unix:///var/run/docker.sock"
@@ -40,7 +50,30 @@ class AgentSettings:
                 environ, "DTMA_AGENT_LOGS_TAIL_MAX", DEFAULT_LOGS_TAIL_MAX, 1, 100_000
             ),
             log_level=environ.get("DTMA_AGENT_LOG_LEVEL", cls.log_level).lower(),
+            tls=_tls(environ),
         )
+
+
+def _tls(environ: Mapping[str, str]) -> TlsFiles | None:
+    """HTTPS unless DTMA_AGENT_TLS=off (an explicit choice: a missing file is an error)."""
+    mode = environ.get("DTMA_AGENT_TLS", "on").strip().lower()
+    if mode == "off":
+        return None
+    if mode != "on":
+        raise SettingsError(f"DTMA_AGENT_TLS must be on or off, got {mode!r}")
+    files = {}
+    for name, variable in (
+        ("certificate", "DTMA_AGENT_TLS_CERT"),
+        ("private_key", "DTMA_AGENT_TLS_KEY"),
+    ):
+        path = environ.get(variable, "")
+        if not path or not os.access(path, os.R_OK):
+            raise SettingsError(
+                f"TLS is on but {variable} ({path or 'unset'}) is not a readable file; "
+                "set DTMA_AGENT_TLS=off to serve plain HTTP"
+            )
+        files[name] = path
+    return TlsFiles(**files)
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

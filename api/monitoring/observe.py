@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from api.models import utcnow
-from api.monitoring.agent_http import AgentReader
-from api.services.agent import AgentError
+from api.services.agent import PIN_CHANGED_CODE, AgentClient, AgentError, AgentPin, AgentTarget
 from api.services.probe import ProbeError, SshTarget, read_all
+from api.services.toolboxes import AgentAccess, needs_relearning
 
 log = logging.getLogger("api.monitoring.observe")
 
@@ -36,6 +36,7 @@ class Target:
     name: str
     address: str | None
     agent_token: str
+    agent_pin: AgentPin | None
     ssh: Callable[[], SshTarget]
 
 
@@ -51,7 +52,8 @@ class Observation:
     agent_error: str | None
     ssh_error: str | None
     duration_ms: int
-    # The agent answered, but refused the console's token for this toolbox (401/403).
+    # The agent answered, but refused the console's token for this toolbox (401/403), or the
+    # port presented a certificate other than the pinned one.
     agent_refused: bool = False
 
     @classmethod
@@ -88,15 +90,16 @@ class Observer:
 
     def __init__(
         self,
-        agent: AgentReader,
+        agent: AgentClient,
         *,
         concurrency: int,
         ssh_concurrency: int,
         ssh_timeout: float,
-        relearn: Callable[[Target], Awaitable[str | None]] | None = None,
+        relearn: Callable[[Target], Awaitable[AgentAccess | None]] | None = None,
     ) -> None:
         self._agent = agent
-        # Learns a toolbox's agent token from its droplet when the agent refuses ours.
+        # Learns a toolbox's agent token and certificate from its droplet (over SSH) when a
+        # read needs them (toolboxes.needs_relearning).
         self._relearn = relearn
         self._agent_slots = asyncio.Semaphore(concurrency)
         self._ssh_slots = asyncio.Semaphore(ssh_concurrency)
@@ -140,7 +143,8 @@ class Observer:
             answers = await self._agent_answers(target, target.address)
             return observation("agent", answers, None)
         except AgentError as error:
-            agent_error, refused = error.reason, error.status in (401, 403)
+            agent_error = error.reason
+            refused = error.status in (401, 403) or error.code == PIN_CHANGED_CODE
         except Exception as error:  # a bug must cost one toolbox its look, not the sync
             log.exception("agent_read_failed", extra={"toolbox": target.name})
             agent_error, refused = f"unexpected {type(error).__name__}: {error}", False
@@ -156,22 +160,25 @@ class Observer:
         return observation("ssh", answers, agent_error, None, refused)
 
     async def _agent_answers(self, target: Target, address: str) -> _Answers:
-        """The agent's answers; when it refuses the token, the droplet's token is learnt
-        (an operator may have reinstalled the agent) and the read made once more."""
+        """The agent's answers; when the read needs the droplet's token or certificate (an
+        operator may have reinstalled the agent), they are learnt and the read made again."""
+        where = AgentTarget(target.name, address, target.agent_pin)
         try:
             async with self._agent_slots:
-                return await self._read_agent(address, target.agent_token)
+                return await self._read_agent(where, target.agent_token)
         except AgentError as error:
-            if error.status not in (401, 403) or self._relearn is None:
+            if not needs_relearning(error) or self._relearn is None:
                 raise
             learnt = await self._relearn(target)
-            if learnt is None:
+            if learnt is None or (error.code == PIN_CHANGED_CODE and learnt.pin == where.pin):
                 raise
         async with self._agent_slots:
-            return await self._read_agent(address, learnt)
+            return await self._read_agent(
+                AgentTarget(target.name, address, learnt.pin), learnt.token
+            )
 
-    async def _read_agent(self, address: str, token: str) -> _Answers:
-        status, system, listed = await self._agent.read(address, token, _AGENT_PATHS)
+    async def _read_agent(self, where: AgentTarget, token: str) -> _Answers:
+        status, system, listed = await self._agent.read_many(where, token, _AGENT_PATHS)
         return status, system, _container_list(listed)
 
     async def _read_ssh(self, target: Target) -> _Answers:

@@ -23,12 +23,12 @@ from api.db import session_scope
 from api.errors import NotFound
 from api.models import utcnow
 from api.monitoring import history, reminders
-from api.monitoring.agent_http import AgentReader
 from api.monitoring.observe import Observer
 from api.monitoring.recovery import Recovery
 from api.monitoring.sync import SyncReport, ToolboxSync, load_targets, sync
 from api.monitoring.webhooks import WebhookDispatcher
 from api.services import toolboxes
+from api.services.agent import AgentClient
 
 log = logging.getLogger("api.monitoring")
 T = TypeVar("T")
@@ -52,12 +52,16 @@ class Monitor:
     def __init__(self, context: Context, *, recovery: bool = True) -> None:
         self.context = context
         settings = context.settings
+        # The service's agent client; the CLI's sync (no app running) makes its own.
+        agent = _running(lambda: context.agent) or AgentClient(
+            port=settings.agent_port, timeout=settings.agent_timeout
+        )
         self.observer = Observer(
-            AgentReader(port=settings.agent_port, timeout=settings.agent_timeout),
+            agent,
             concurrency=settings.sync_concurrency,
             ssh_concurrency=settings.sync_ssh_concurrency,
             ssh_timeout=settings.ssh_probe_timeout,
-            relearn=lambda target: toolboxes.relearn_agent_token(context, target.toolbox_id),
+            relearn=lambda target: toolboxes.relearn_agent_access(context, target.toolbox_id),
         )
         self.webhooks = WebhookDispatcher(context.sessions, settings)
         # Without a run manager (the CLI) there are neither runs to follow nor repairs.

@@ -32,6 +32,7 @@ from api.monitoring.store import STATUS_BY_SOURCE, record_observation
 from api.secret_box import SecretBox
 from api.services.credentials import CredentialSource
 from api.services.probe import SshTarget
+from api.services.toolboxes import agent_pin
 from api.settings import Settings
 
 log = logging.getLogger("api.monitoring.sync")
@@ -100,6 +101,7 @@ def _target(toolbox: Toolbox, credentials: CredentialSource, secrets: SecretBox)
         name=toolbox.name,
         address=toolbox.address,
         agent_token=secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+        agent_pin=agent_pin(toolbox),
         ssh=ssh,
     )
 

@@ -15,6 +15,7 @@ authentication as everywhere else.
 from __future__ import annotations
 
 import re
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter
@@ -197,9 +198,8 @@ async def _logs(context: Context, toolbox: Toolbox, name: str) -> JSONResponse:
         return _answer(500, success=False, text="the toolbox has no address")
     params = {"tail": LOG_LINES, "timestamps": False, "follow": False}
     try:
-        async with context.agent.open_logs(
-            reach.address, reach.agent_token, name, params
-        ) as upstream:
+        async with AsyncExitStack() as stack:
+            upstream = await observe.open_logs(context, reach, name, params, stack)
             text = (await upstream.aread()).decode("utf-8", errors="replace")
     except AgentError as error:
         return _answer(

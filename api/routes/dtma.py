@@ -12,7 +12,7 @@ from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import RedeployAgent
 from api.schemas.observations import Observation
-from api.services import actions, observe
+from api.services import actions, observe, toolboxes
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/dtma", tags=["dtma"])
 
@@ -81,3 +81,14 @@ async def dtma_redeploy(
     """Deploy an agent release (rolled back automatically when it does not serve)."""
     version = body.version if body else None
     return await _agent_action("redeploy", toolbox, user, context, wait, version)
+
+
+@router.post("/token/rotate", responses=ACTION_RESPONSES)
+async def dtma_token_rotate(
+    toolbox: ToolboxDep, user: UserDep, context: ContextDep, wait: WaitQuery = True
+) -> JSONResponse:
+    """Give the agent a new bearer token (playbooks/dtma_token_rotate.yml): installed,
+    verified on the droplet (the new one answers, the old one is refused), then read by the
+    console, which learns and seals it over SSH; the old token is refused from then on."""
+    action = actions.dtma_action("token_rotate", context.settings, toolboxes.new_agent_token())
+    return await perform(context, toolbox, user, action, wait=wait)

@@ -30,6 +30,7 @@ DTMA_PLAYBOOKS = {
     "install": "dtma_install.yml",
     "restart": "dtma_restart.yml",
     "redeploy": "dtma_redeploy.yml",
+    "token_rotate": "dtma_token_rotate.yml",
 }
 
 
@@ -52,10 +53,11 @@ def dtma_action(
 ) -> Action:
     """install / restart / redeploy the agent. Install and redeploy write the agent's
     config, so they carry the toolbox's token (a secret: `no_log` in the role); the role
-    uses it only when the droplet has no token yet."""
+    uses it only when the droplet has no token yet. token_rotate carries a new token, which
+    replaces the droplet's; the console learns it back over SSH on the check's 401."""
     extravars: dict[str, Any] = {"dtma_agent_port": settings.agent_port}
     parameters: dict[str, Any] = {}
-    if kind in ("install", "redeploy"):
+    if kind in ("install", "redeploy", "token_rotate"):
         extravars["dtma_agent_token"] = agent_token
     if version:
         extravars["dtma_version"] = parameters["version"] = version

@@ -1,14 +1,38 @@
-"""HTTP client for the DTMA agent on each toolbox (the read path)."""
+"""The one client of DTMA agents: every read of every agent goes through here.
+
+HTTPS against the toolbox's pinned certificate (learnt over pinned SSH, see
+api/services/toolboxes.py), nothing else: the TLS context of a toolbox trusts that
+certificate alone, and the peer's certificate must also have the pinned SHA-256. A toolbox
+whose agent was installed with plain HTTP on purpose (`dtma_agent_tls: false`, learnt the
+same way) is read over plain HTTP. No request, hence no bearer token, is written before the
+peer is proven.
+
+HTTP/1.1 is spoken by h11 over asyncio streams. Several JSON reads of one toolbox are
+pipelined: all sent at once on one connection, the answers read in order, so a toolbox
+costs one round trip after the handshake. The sync reads hundreds of agents at once this
+way; httpx's pool slowed down with the number of hosts it held (bench/bench_sync.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import hashlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import h11
 
 from api.errors import ApiError, InvalidInput, NotFound
+
+_MAX_BODY = 32 * 1024 * 1024
+_READ_SIZE = 64 * 1024
+PIN_CHANGED_CODE = "agent_certificate_changed"
 
 
 class AgentError(Exception):
@@ -25,88 +49,326 @@ class AgentUnreachable(AgentError):
     """Nothing answered on the agent's port (or it answered too slowly)."""
 
 
-def _error_detail(response: httpx.Response) -> tuple[str | None, str]:
+class AgentPinMismatch(AgentError):
+    """The port answered with a certificate other than the pinned one: nothing was sent."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"agent certificate for {name} changed ({detail})", code=PIN_CHANGED_CODE)
+
+
+class AgentNotPinned(AgentError):
+    """The console does not know yet how to trust this toolbox's agent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no agent certificate is pinned for {name} yet (it is learnt over SSH)",
+            code="agent_not_pinned",
+        )
+
+
+def certificate_sha256(pem: str) -> str:
+    """Lowercase hex SHA-256 of the certificate's DER form (what the role publishes)."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+@dataclass(frozen=True)
+class AgentPin:
+    """How the console trusts one toolbox's agent: its certificate (PEM), or plain HTTP
+    when the droplet says its agent serves no TLS."""
+
+    certificate: str | None
+
+    @property
+    def tls(self) -> bool:
+        return self.certificate is not None
+
+    @property
+    def sha256(self) -> str | None:
+        return certificate_sha256(self.certificate) if self.certificate else None
+
+
+PLAIN_HTTP = AgentPin(None)
+
+
+@dataclass(frozen=True)
+class AgentTarget:
+    """One toolbox's agent: its name (for messages), address and pin (None: not learnt)."""
+
+    name: str
+    address: str
+    pin: AgentPin | None
+
+
+@lru_cache(maxsize=4096)
+def _pinned_context(certificate: str) -> ssl.SSLContext:
+    """A TLS client context whose only trust anchor is the pinned certificate. The
+    certificate names no address the console dials, so the host name is not checked: the
+    pin is."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=certificate)
+    return context
+
+
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+def _error_detail(status: int, body: bytes, reason: bytes) -> tuple[str | None, str]:
     try:
-        error = response.json()["error"]
+        error = json.loads(body)["error"]
         return str(error.get("code")), str(error.get("message"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return None, response.text[:200] or response.reason_phrase
+        return None, body[:200].decode("utf-8", "replace") or reason.decode("latin-1")
+
+
+class _Connection:
+    """One connection to one agent, proven (pin) before anything is written."""
+
+    def __init__(self, client: AgentClient, target: AgentTarget) -> None:
+        self.client = client
+        self.target = target
+        self.where = f"agent at {target.address}:{client.port}"
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=_READ_SIZE)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        pin = self.target.pin
+        if pin is None:
+            await self._knock()
+            raise AgentNotPinned(self.target.name)
+        context = _pinned_context(pin.certificate) if pin.certificate else None
+        try:
+            async with asyncio.timeout(self.client.timeout):
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.target.address,
+                    self.client.port,
+                    ssl=context,
+                    server_hostname=self.target.address if context else None,
+                )
+        except TimeoutError:
+            raise AgentUnreachable(
+                f"{self.where} timed out after {self.client.timeout:g} s"
+            ) from None
+        except ssl.SSLCertVerificationError as error:
+            raise AgentPinMismatch(
+                self.target.name, error.verify_message or _reason(error)
+            ) from None
+        except ssl.SSLError as error:
+            raise AgentUnreachable(f"{self.where} did not complete TLS: {_reason(error)}") from None
+        except OSError as error:
+            raise AgentUnreachable(f"{self.where} did not answer: {_reason(error)}") from error
+        if context is not None:
+            peer = self.writer.get_extra_info("ssl_object")
+            der = peer.getpeercert(binary_form=True) if peer is not None else None
+            if der is None or hashlib.sha256(der).hexdigest() != pin.sha256:
+                self.close()
+                raise AgentPinMismatch(self.target.name, "another certificate was presented")
+
+    async def _knock(self) -> None:
+        """Without a pin nothing is sent; but whether anything listens tells an agent to
+        learn over SSH from a droplet without one (unreachable: no SSH read is worth it)."""
+        try:
+            async with asyncio.timeout(self.client.timeout):
+                _, writer = await asyncio.open_connection(self.target.address, self.client.port)
+        except TimeoutError:
+            limit = self.client.timeout
+            raise AgentUnreachable(f"{self.where} timed out after {limit:g} s") from None
+        except OSError as error:
+            raise AgentUnreachable(f"{self.where} did not answer: {_reason(error)}") from error
+        writer.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def request_bytes(self, path: str, token: str | None, accept: str) -> bytes:
+        """The request, serialized by h11 (a throw-away state machine: pipelining sends
+        the next request before the answer to this one is in)."""
+        host = f"[{self.target.address}]" if ":" in self.target.address else self.target.address
+        headers = [("Host", f"{host}:{self.client.port}"), ("Accept", accept),
+                   ("User-Agent", "dtma-console")]  # fmt: skip
+        if token:
+            headers.append(("Authorization", f"Bearer {token}"))
+        writer = h11.Connection(h11.CLIENT)
+        request = writer.send(h11.Request(method="GET", target=path, headers=headers))
+        return (request or b"") + (writer.send(h11.EndOfMessage()) or b"")
+
+    async def send(self, data: bytes) -> None:
+        assert self.writer is not None
+        self.writer.write(data)
+        await self._bounded(self.writer.drain(), "broke off")
+
+    async def _bounded(self, awaitable: Any, what: str, timeout: float | None = -1.0) -> Any:
+        limit = self.client.timeout if timeout == -1.0 else timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await awaitable
+        except TimeoutError:
+            raise AgentUnreachable(f"{self.where} timed out after {limit:g} s") from None
+        except (OSError, ssl.SSLError) as error:
+            raise AgentUnreachable(f"{self.where} {what}: {_reason(error)}") from error
+
+    async def next_event(self, timeout: float | None = -1.0) -> Any:
+        """The next h11 event of the current answer, reading from the socket as needed."""
+        assert self.reader is not None
+        while True:
+            try:
+                event = self.http.next_event()
+            except h11.RemoteProtocolError as error:
+                raise AgentError(f"{self.where} answered malformed HTTP: {error}") from error
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self._bounded(self.reader.read(_READ_SIZE), "broke off", timeout)
+            self.http.receive_data(data)
+
+    async def begin(self, path: str) -> h11.Response:
+        """Tell h11 the request that was sent, and read the head of its answer."""
+        self.http.send(h11.Request(method="GET", target=path, headers=[("Host", "agent")]))
+        self.http.send(h11.EndOfMessage())
+        event = await self.next_event()
+        if isinstance(event, h11.ConnectionClosed):
+            raise AgentUnreachable(f"{self.where} closed the connection without answering")
+        if not isinstance(event, h11.Response):
+            raise AgentError(f"{self.where} answered malformed HTTP: {type(event).__name__}")
+        return event
+
+    async def body(self) -> bytes:
+        body = bytearray()
+        while True:
+            event = await self.next_event()
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > _MAX_BODY:
+                    raise AgentError(f"{self.where} answered with a body over {_MAX_BODY} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            else:
+                raise AgentUnreachable(f"{self.where} broke off in the middle of an answer")
+
+    def next_cycle(self) -> bool:
+        """Whether the connection can carry the next pipelined answer."""
+        if self.http.our_state is h11.DONE and self.http.their_state is h11.DONE:
+            self.http.start_next_cycle()
+            return True
+        return False
 
 
 class AgentClient:
-    """One pooled async HTTP client shared by every request to every agent."""
+    """Reads agents: JSON (one path or several pipelined) and log streams."""
 
     def __init__(self, *, port: int, timeout: float) -> None:
         self.port = port
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self.timeout = timeout
 
-    def url(self, address: str, path: str) -> str:
-        host = f"[{address}]" if ":" in address else address
-        return f"http://{host}:{self.port}{path}"
+    def url(self, target: AgentTarget, path: str) -> str:
+        host = f"[{target.address}]" if ":" in target.address else target.address
+        scheme = "http" if target.pin is not None and not target.pin.tls else "https"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Nothing is pooled: every read has its own connection."""
 
     async def get_json(
-        self, address: str, token: str | None, path: str, params: dict[str, Any] | None = None
+        self,
+        target: AgentTarget,
+        token: str | None,
+        path: str,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = await self._http.get(self.url(address, path), headers=headers,
-                                            params=params)  # fmt: skip
-        except httpx.TimeoutException as error:
-            raise AgentUnreachable(f"agent at {address}:{self.port} timed out") from error
-        except httpx.HTTPError as error:
-            raise AgentUnreachable(
-                f"agent at {address}:{self.port} did not answer: {error or type(error).__name__}"
-            ) from error
-        if response.status_code != 200:
-            code, message = _error_detail(response)
-            raise AgentError(
-                f"agent answered {response.status_code}: {message}",
-                status=response.status_code,
-                code=code,
-            )
-        try:
-            body = response.json()
-        except ValueError as error:
-            raise AgentError("agent answered with a body that is not JSON") from error
-        if not isinstance(body, dict):
-            raise AgentError("agent answered with an unexpected JSON shape")
-        return body
+        query = f"?{urlencode(params)}" if params else ""
+        return (await self.read_many(target, token, [path + query]))[0]
+
+    async def read_many(
+        self, target: AgentTarget, token: str | None, paths: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """GET each path; each answer must be a 200 with a JSON object. Pipelined over one
+        connection; should the agent close it early, the rest is asked on a new one."""
+        if token is not None and any(ord(c) < 0x21 or ord(c) > 0x7E for c in token):
+            raise AgentError("the toolbox's agent token holds characters a header cannot")
+        answers: list[dict[str, Any]] = []
+        while len(answers) < len(paths):
+            connection = _Connection(self, target)
+            await connection.open()
+            try:
+                asked = paths[len(answers) :]
+                await connection.send(
+                    b"".join(connection.request_bytes(p, token, "application/json") for p in asked)
+                )
+                for path in asked:
+                    response = await connection.begin(path)
+                    answers.append(_json(response, await connection.body(), path))
+                    if not connection.next_cycle():
+                        break
+            finally:
+                connection.close()
+        return answers
 
     @asynccontextmanager
     async def open_logs(
-        self, address: str, token: str, ref: str, params: dict[str, Any]
-    ) -> AsyncIterator[httpx.Response]:
+        self, target: AgentTarget, token: str, ref: str, params: dict[str, Any]
+    ) -> AsyncIterator[LogStream]:
         """The agent's log stream for container `ref`; errors are raised before any byte
         is relayed, so the caller can still answer with a proper status."""
-        request = self._http.build_request(
-            "GET",
-            self.url(address, f"/containers/{ref}/logs"),
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(self._http.timeout.connect, read=None)
-            if params.get("follow")
-            else self._http.timeout,
+        query = urlencode(
+            {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
         )
+        path = f"/containers/{ref}/logs?{query}"
+        connection = _Connection(self, target)
+        await connection.open()
         try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as error:
-            raise AgentUnreachable(
-                f"agent at {address}:{self.port} did not answer: {error or type(error).__name__}"
-            ) from error
-        try:
+            await connection.send(connection.request_bytes(path, token, "text/plain"))
+            response = await connection.begin(path)
             if response.status_code != 200:
-                await response.aread()
-                code, message = _error_detail(response)
+                body = await connection.body()
+                code, message = _error_detail(response.status_code, body, response.reason)
                 raise log_error(response.status_code, code, message, ref)
-            yield response
+            yield LogStream(connection, follow=bool(params.get("follow")))
         finally:
-            await response.aclose()
+            connection.close()
+
+
+class LogStream:
+    """The body of a log answer, as it arrives (no read timeout while following)."""
+
+    def __init__(self, connection: _Connection, *, follow: bool) -> None:
+        self._connection = connection
+        self._timeout = None if follow else connection.client.timeout
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._connection.next_event(self._timeout)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise AgentUnreachable(f"{self._connection.where} broke off the log stream")
+
+    async def aread(self) -> bytes:
+        chunks = bytearray()
+        async for chunk in self.aiter_raw():
+            chunks += chunk
+            if len(chunks) > _MAX_BODY:
+                raise AgentError("the agent's log answer is too large")
+        return bytes(chunks)
+
+
+def _json(response: h11.Response, body: bytes, path: str) -> dict[str, Any]:
+    status = response.status_code
+    if status != 200:
+        code, message = _error_detail(status, body, response.reason)
+        raise AgentError(f"agent answered {status} on {path}: {message}", status=status, code=code)
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise AgentError(f"agent answered {path} with a body that is not a JSON object")
+    return parsed
 
 
 def log_error(status: int, code: str | None, message: str, ref: str) -> ApiError | AgentError:

@@ -5,6 +5,7 @@ toolbox row is updated with what was learnt (status, version, last seen, last er
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from api.errors import UpstreamError
 from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.services import instances, probe, toolboxes
-from api.services.agent import AgentError
+from api.services.agent import PIN_CHANGED_CODE, AgentError, AgentPin, AgentTarget, LogStream
 from api.services.credentials import SshCredentials
 
 Kind = Literal["status", "system", "tools"]
@@ -43,6 +44,7 @@ class Reach:
     name: str
     address: str | None
     agent_token: str
+    agent_pin: AgentPin | None
     ssh: SshCredentials
     last_state: dict[str, Any]
 
@@ -53,9 +55,14 @@ class Reach:
             name=toolbox.name,
             address=toolbox.address,
             agent_token=context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+            agent_pin=toolboxes.agent_pin(toolbox),
             ssh=context.credentials.for_toolbox(toolbox),
             last_state=dict(toolbox.last_state or {}),
         )
+
+    def agent(self) -> AgentTarget:
+        assert self.address is not None
+        return AgentTarget(self.name, self.address, self.agent_pin)
 
     def ssh_target(self) -> probe.SshTarget:
         assert self.address is not None
@@ -95,7 +102,8 @@ async def _fresh(
         )
     except AgentError as error:
         errors["agent"] = error.reason
-        attempts.agent_refused = error.status in REFUSED_STATUSES
+        # Refused: the token (401/403), or the port's certificate (not the pinned one).
+        attempts.agent_refused = error.status in REFUSED_STATUSES or error.code == PIN_CHANGED_CODE
     timeout = context.settings.ssh_probe_timeout
     try:
         with anyio.fail_after(timeout + 5):
@@ -122,18 +130,38 @@ async def _fresh(
 async def _agent_read(
     context: Context, reach: Reach, path: str, params: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The agent's answer; a refused token is learnt again from the droplet (an operator
-    may have reinstalled it) and the read made once more with it."""
-    assert reach.address is not None
+    """The agent's answer; the droplet's token and certificate are learnt over SSH when the
+    read needs them (toolboxes.needs_relearning) and the read made once more."""
+
+    async def get(target: AgentTarget, token: str) -> dict[str, Any]:
+        return await context.agent.get_json(target, token, path, params)
+
+    return await toolboxes.read_with_relearning(
+        context, reach.toolbox_id, reach.agent(), reach.agent_token, get
+    )
+
+
+async def open_logs(
+    context: Context, reach: Reach, ref: str, params: dict[str, Any], stack: AsyncExitStack
+) -> LogStream:
+    """The agent's log stream of `ref`, kept open by `stack`; learnt again over SSH (token,
+    certificate) and asked once more when the agent needs it, as every read is."""
+    target = reach.agent()
     try:
-        return await context.agent.get_json(reach.address, reach.agent_token, path, params)
+        return await stack.enter_async_context(
+            context.agent.open_logs(target, reach.agent_token, ref, params)
+        )
     except AgentError as error:
-        if error.status not in (401, 403):
+        if not toolboxes.needs_relearning(error):
             raise
-        learnt = await toolboxes.relearn_agent_token(context, reach.toolbox_id)
-        if learnt is None:
+        learnt = await toolboxes.relearn_agent_access(context, reach.toolbox_id)
+        if learnt is None or (error.code == PIN_CHANGED_CODE and learnt.pin == target.pin):
             raise
-    return await context.agent.get_json(reach.address, learnt, path, params)
+    return await stack.enter_async_context(
+        context.agent.open_logs(
+            AgentTarget(target.name, target.address, learnt.pin), learnt.token, ref, params
+        )
+    )
 
 
 def _cached(reach: Reach, kind: Kind, errors: dict[str, str]) -> Observation | None:

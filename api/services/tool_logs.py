@@ -53,9 +53,7 @@ async def open_logs(
     if follow:  # each follow holds an agent connection for as long as it lasts: bounded
         stack.callback(limits.take_follow(context.follows, context.settings, user))
     try:
-        upstream = await stack.enter_async_context(
-            context.agent.open_logs(reach.address, reach.agent_token, name, params)
-        )
+        upstream = await observe.open_logs(context, reach, name, params, stack)
     except AgentError as error:
         await stack.aclose()
         raise UpstreamError(

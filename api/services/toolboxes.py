@@ -1,9 +1,12 @@
 """Toolboxes in the database: imported from the DigitalOcean API, listed per owner; the
-agent token each one shares with its droplet.
+agent token each one shares with its droplet and the agent certificate the console pins.
 
-The droplet is the source of truth for its agent's token (/etc/dtma/dtma.env): operators'
-playbooks keep it, and the console learns it over its pinned SSH channel
-(playbooks/dtma_token_read.yml) whenever the agent refuses the token it holds.
+The droplet is the source of truth for its agent's token (/etc/dtma/dtma.env) and TLS
+certificate (/etc/dtma/tls/agent.crt): operators' playbooks keep them, and the console
+learns them over its pinned SSH channel (playbooks/dtma_token_read.yml) before its first
+read, whenever the agent refuses the token it holds, and when the agent's port presents
+another certificate; and from what an install or redeploy run published. Never from what
+the agent's port offers.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,14 +29,25 @@ from api.errors import InvalidInput
 from api.models import Toolbox, User, utcnow
 from api.secret_box import SecretBox
 from api.services import audit
-from api.services.agent import AgentError
+from api.services.agent import (
+    PLAIN_HTTP,
+    AgentError,
+    AgentNotPinned,
+    AgentPin,
+    AgentPinMismatch,
+    AgentTarget,
+    certificate_sha256,
+)
 from api.services.digitalocean import DropletInfo, list_tagged_droplets
 
 log = logging.getLogger("api.toolboxes")
+T = TypeVar("T")
 
 TOKEN_PLAYBOOK = "dtma_token_read.yml"
 TOKEN_OUTPUT = "dtma_agent_token"
-# A refused token is looked up on the droplet at most this often per toolbox.
+TLS_OUTPUT = "dtma_agent_tls"
+# A refused token (or a presented certificate that is not the pinned one) is looked up on
+# the droplet at most this often per toolbox.
 RELEARN_INTERVAL_SECONDS = 15.0
 TOKEN_READ_TIMEOUT = 120
 
@@ -152,10 +167,63 @@ def refresh_run_inventory(context: Context) -> None:
     runner.refresh_inventory(context.settings.inventory, run_env(context))
 
 
-def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
-    """Read the droplet's agent token (blocking: one short playbook run) and seal it as the
-    toolbox's token. None when it could not be read (not installed, unreachable); why is
-    logged and audited, never the token."""
+def agent_pin(toolbox: Toolbox) -> AgentPin | None:
+    """The toolbox's pinned agent certificate (or plain HTTP); None while not learnt."""
+    if toolbox.agent_tls is None:
+        return None
+    if not toolbox.agent_tls:
+        return PLAIN_HTTP
+    return AgentPin(toolbox.agent_certificate) if toolbox.agent_certificate else None
+
+
+def published_pin(result: runner.ConsoleResult, name: str) -> AgentPin | None:
+    """The agent certificate a run published for host `name` (dtma_agent_tls), when it is
+    a well-formed one whose SHA-256 matches the one published beside it."""
+    published = (result.data.get("per_host") or {}).get(name, {}).get(TLS_OUTPUT)
+    if not isinstance(published, dict):
+        return None
+    if published.get("tls") is False:
+        return PLAIN_HTTP
+    pem = published.get("certificate")
+    if not isinstance(pem, str):
+        return None
+    try:
+        sha256 = certificate_sha256(pem)
+    except ValueError:
+        return None
+    if published.get("sha256") not in (None, sha256):
+        return None
+    return AgentPin(pem)
+
+
+def pin_agent(session: Session, toolbox: Toolbox, pin: AgentPin) -> bool:
+    """Store `pin` as the toolbox's agent pin; whether it changed (audited)."""
+    if agent_pin(toolbox) == pin:
+        return False
+    before = agent_pin(toolbox)
+    toolbox.agent_tls = pin.tls
+    toolbox.agent_certificate = pin.certificate
+    audit.record(
+        session,
+        user=None,
+        action="dtma.pin",
+        outcome="successful",
+        toolbox_id=toolbox.id,
+        detail=f"agent certificate pinned: {_describe(before)} -> {_describe(pin)}",
+    )
+    return True
+
+
+def _describe(pin: AgentPin | None) -> str:
+    if pin is None:
+        return "none"
+    return f"sha256 {pin.sha256}" if pin.tls else "plain HTTP"
+
+
+def learn_agent_access(context: Context, toolbox_id: str) -> AgentAccess | None:
+    """Read the droplet's agent token and certificate (blocking: one short playbook run
+    over pinned SSH), seal the token and pin the certificate. None when they could not be
+    read (not installed, unreachable); why is logged and audited, never the token."""
     with context.sessions() as session:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None or toolbox.removed_at is not None or not toolbox.address:
@@ -177,19 +245,27 @@ def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
     )
     published: Any = result.secret_output(TOKEN_OUTPUT)
     token = published.get(name) if isinstance(published, dict) else None
-    learnt = result.success and isinstance(token, str) and len(token) >= 16
+    pin = published_pin(result, name)
+    learnt = result.success and isinstance(token, str) and len(token) >= 16 and pin is not None
     with context.sessions.begin() as session:
         toolbox = session.get(Toolbox, toolbox_id)
         if toolbox is None:
             return None
         secrets = context.secrets
-        changed = learnt and secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
-        if changed:
-            secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
         if learnt:
-            detail = "learnt the agent token from the droplet" if changed else "token unchanged"
+            assert pin is not None
+            changed = secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext) != token
+            if changed:
+                secrets.seal_into(toolbox, Toolbox.agent_token_ciphertext, str(token))
+            repinned = pin_agent(session, toolbox, pin)
+            detail = (
+                f"{'learnt the agent token' if changed else 'token unchanged'}, "
+                f"{'certificate pinned' if repinned else 'certificate unchanged'} from the droplet"
+            )
         else:
-            detail = f"could not read the agent token from the droplet: {result.error}"
+            detail = (
+                f"could not read the agent token and certificate from the droplet: {result.error}"
+            )
         audit.record(
             session,
             user=None,
@@ -198,25 +274,47 @@ def learn_agent_token(context: Context, toolbox_id: str) -> str | None:
             toolbox_id=toolbox_id,
             detail=detail,
         )
-    log.info("agent_token_read", extra={"toolbox": name, "learnt": learnt})
-    return str(token) if learnt else None
+    log.info("agent_access_read", extra={"toolbox": name, "learnt": learnt})
+    if not learnt:
+        return None
+    assert pin is not None
+    return AgentAccess(str(token), pin)
+
+
+@dataclass(frozen=True)
+class AgentAccess:
+    """What reading a toolbox's agent takes: its token and its pin."""
+
+    token: str
+    pin: AgentPin
+
+
+# What makes the console learn the droplet's token and certificate again (over SSH).
+RELEARN_ERRORS = (AgentPinMismatch, AgentNotPinned)
+
+
+def needs_relearning(error: AgentError) -> bool:
+    """The agent refused the token (an operator may have reinstalled it), the port
+    presented another certificate (an operator's rotation, or an impostor), or nothing is
+    pinned yet."""
+    return error.status in (401, 403) or isinstance(error, RELEARN_ERRORS)
 
 
 @dataclass
 class _Learning:
     attempted: dict[str, float] = field(default_factory=dict)
-    pending: dict[str, asyncio.Future[str | None]] = field(default_factory=dict)
+    pending: dict[str, asyncio.Future[AgentAccess | None]] = field(default_factory=dict)
 
 
 _LEARNING = _Learning()
 
 
-async def relearn_agent_token(
+async def relearn_agent_access(
     context: Context, toolbox_id: str, *, force: bool = False
-) -> str | None:
-    """After the agent refused the console's token (401/403): learn the droplet's token.
-    One read per toolbox at a time (concurrent callers share it), and at most one per
-    RELEARN_INTERVAL_SECONDS unless `force` (a run that just changed the agent)."""
+) -> AgentAccess | None:
+    """Learn the droplet's agent token and certificate after a read that needs them (see
+    needs_relearning). One read per toolbox at a time (concurrent callers share it), and at
+    most one per RELEARN_INTERVAL_SECONDS unless `force` (a run that just changed the agent)."""
     future = _LEARNING.pending.get(toolbox_id)
     if future is None:
         now = time.monotonic()
@@ -224,44 +322,76 @@ async def relearn_agent_token(
         if not force and last is not None and now - last < RELEARN_INTERVAL_SECONDS:
             return None
         _LEARNING.attempted[toolbox_id] = now
-        future = asyncio.ensure_future(run_in_threadpool(learn_agent_token, context, toolbox_id))
+        future = asyncio.ensure_future(run_in_threadpool(learn_agent_access, context, toolbox_id))
         _LEARNING.pending[toolbox_id] = future
         future.add_done_callback(lambda _: _LEARNING.pending.pop(toolbox_id, None))
     try:
         return await asyncio.shield(future)
-    except Exception:  # a read must still answer (with the 401) whatever went wrong here
-        log.exception("agent_token_read_failed", extra={"toolbox_id": toolbox_id})
+    except Exception:  # a read must still answer (with its error) whatever went wrong here
+        log.exception("agent_access_read_failed", extra={"toolbox_id": toolbox_id})
         return None
 
 
-# -- the console's own check of an agent after a run that changed it ------------------------
-def _agent_reach(context: Context, toolbox_id: str) -> tuple[str, str | None, str]:
-    with context.sessions() as session:
-        toolbox = session.get(Toolbox, toolbox_id)
-        if toolbox is None:
-            return "", None, ""
-        token = context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext)
-        return toolbox.name, toolbox.address, token
-
-
-async def read_agent(
-    context: Context, toolbox_id: str, address: str, token: str, path: str
-) -> dict[str, Any]:
-    """One authenticated agent read; when the agent refuses the token, the droplet's token
-    is learnt (forced: the caller knows the agent just changed) and the read made again."""
+async def read_with_relearning(
+    context: Context,
+    toolbox_id: str,
+    target: AgentTarget,
+    token: str,
+    read: Callable[[AgentTarget, str], Awaitable[T]],
+    *,
+    force: bool = False,
+) -> T:
+    """`read(target, token)`; when it needs the droplet's token or certificate
+    (needs_relearning), they are learnt over SSH and the read made once more with them.
+    A certificate that the droplet itself does not hold stays refused."""
     try:
-        return await context.agent.get_json(address, token, path)
+        return await read(target, token)
     except AgentError as error:
-        if error.status not in (401, 403):
+        if not needs_relearning(error):
             raise
-        learnt = await relearn_agent_token(context, toolbox_id, force=True)
+        learnt = await relearn_agent_access(context, toolbox_id, force=force)
         if learnt is None:
             raise AgentError(
-                f"{error.reason}; the droplet's token could not be read over SSH",
+                f"{error.reason}; the droplet's token and certificate could not be read over SSH",
                 status=error.status,
                 code=error.code,
             ) from error
-    return await context.agent.get_json(address, learnt, path)
+        if isinstance(error, AgentPinMismatch) and learnt.pin == target.pin:
+            raise  # the droplet holds the pinned certificate: something else answers
+    return await read(AgentTarget(target.name, target.address, learnt.pin), learnt.token)
+
+
+# -- the console's own check of an agent after a run that changed it ------------------------
+def _agent_reach(
+    context: Context, toolbox_id: str, result: runner.ConsoleResult
+) -> tuple[str, str | None, str, AgentPin | None]:
+    """The toolbox's agent as its reads see it; a certificate the run published (learnt
+    over the run's pinned SSH channel) is pinned first."""
+    with context.sessions.begin() as session:
+        toolbox = session.get(Toolbox, toolbox_id)
+        if toolbox is None:
+            return "", None, "", None
+        published = published_pin(result, toolbox.name)
+        if published is not None:
+            pin_agent(session, toolbox, published)
+        return (
+            toolbox.name,
+            toolbox.address,
+            context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
+            agent_pin(toolbox),
+        )
+
+
+async def read_agent(
+    context: Context, toolbox_id: str, target: AgentTarget, token: str, path: str
+) -> dict[str, Any]:
+    """One authenticated agent read; when it needs the droplet's token or certificate they
+    are learnt (forced: the caller knows the agent just changed) and the read made again."""
+
+    async def get(where: AgentTarget, with_token: str) -> dict[str, Any]:
+        return await context.agent.get_json(where, with_token, path)
+
+    return await read_with_relearning(context, toolbox_id, target, token, get, force=True)
 
 
 async def confirm_agent(
@@ -270,10 +400,11 @@ async def confirm_agent(
     """A dtma run verified the agent on the droplet itself; the console then reads it from
     its own side, at the address and port (and with the token) its reads use. The run
     succeeds only if that read answers with the version the role published."""
+    name, address, token, pin = await run_in_threadpool(_agent_reach, context, toolbox_id, result)
     if not result.success:
         return result
-    name, address, token = await run_in_threadpool(_agent_reach, context, toolbox_id)
-    url = context.agent.url(address or "<no address>", "/status")
+    target = AgentTarget(name, address or "<no address>", pin)
+    url = context.agent.url(target, "/status")
     published = (result.data.get("per_host") or {}).get(name, {}).get("dtma_result") or {}
     expected = published.get("version_after")
     reason: str | None = None
@@ -282,7 +413,7 @@ async def confirm_agent(
         reason = "the droplet has no public IPv4 address"
     else:
         try:
-            answer = await read_agent(context, toolbox_id, address, token, "/status")
+            answer = await read_agent(context, toolbox_id, target, token, "/status")
         except AgentError as refused:
             reason = refused.reason
     if reason is None and expected is not None and answer.get("version") != expected:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from dtma_agent import __version__
 
-from .conftest import LOGS_TAIL_MAX, AgentProcess
+from .conftest import LOGS_TAIL_MAX, AgentProcess, free_port, start_agent, stop_agent
 
 PROTECTED = ["/status", "/system", "/containers", "/containers/anything/logs"]
 
@@ -330,4 +330,27 @@ def test_health_keeps_answering_under_concurrent_reads(agent: AgentProcess) -> N
     with agent.client() as client:
         answers = [client.get(p) for p in ["/status", "/system", "/containers"] * 10]
     assert all(a.status_code == 200 for a in answers)
-    assert httpx.get(f"{agent.url}/health").status_code == 200
+    with agent.anonymous() as client:
+        assert client.get("/health").status_code == 200
+
+
+def test_the_agent_speaks_only_tls_unless_told_otherwise(agent: AgentProcess) -> None:
+    plain = agent.url.replace("https://", "http://")
+    with pytest.raises(httpx.HTTPError):  # a TLS listener does not answer plain HTTP
+        httpx.get(f"{plain}/health", timeout=5)
+    env = {k: v for k, v in agent.env.items() if not k.startswith("DTMA_AGENT_TLS_")}
+    env["DTMA_AGENT_PORT"] = str(free_port())
+    done = subprocess.run(
+        [sys.executable, "-m", "dtma_agent"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "TLS is on but DTMA_AGENT_TLS_CERT (unset) is not a readable file" in done.stderr
+
+
+def test_plain_http_only_when_asked_for_explicitly(tmp_path: Path) -> None:
+    running = start_agent(tmp_path / "agent.log", DTMA_AGENT_TLS="off")
+    try:
+        assert running.url.startswith("http://")
+        assert httpx.get(f"{running.url}/health", timeout=5).json()["status"] == "ok"
+    finally:
+        stop_agent(running)

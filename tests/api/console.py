@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -124,6 +125,16 @@ def docker_exec(container: str, *command: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"docker exec {container} {command}: {done.stderr.strip()}")
     return done.stdout.strip()
+
+
+def agent_tls(container: str) -> ssl.SSLContext:
+    """TLS trusting the droplet's own agent certificate alone (read over docker exec), as
+    the console pins it: the certificate names no address the tests dial."""
+    context = ssl.create_default_context(
+        cadata=docker_exec(container, "cat", "/etc/dtma/tls/agent.crt")
+    )
+    context.check_hostname = False
+    return context
 
 
 def inspect_tool(container: str, name: str) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import pytest
 
 from sandbox.fleet import SandboxInfo
 from tests.api.conftest import wait_for_run
-from tests.api.console import Console, agent_pid, docker_exec, inspect_tool, wait_until
+from tests.api.console import Console, agent_pid, agent_tls, docker_exec, inspect_tool, wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -42,7 +42,9 @@ def test_status_and_system_come_from_the_agent_installed_by_the_console(
     console: Console, sandbox: SandboxInfo, toolboxes: dict[str, dict[str, Any]]
 ) -> None:
     droplet = sandbox.droplet("toolbox-1")
-    health = httpx.get(f"http://{droplet.address}:30000/health", timeout=5).json()
+    health = httpx.get(
+        f"https://{droplet.address}:30000/health", timeout=5, verify=agent_tls(droplet.container)
+    ).json()
     with console.http() as http:
         status = http.get(f"/api/v1/toolboxes/{tb(toolboxes, 'toolbox-1')}/dtma/status").json()
         system = http.get(f"/api/v1/toolboxes/{tb(toolboxes, 'toolbox-1')}/dtma/system").json()
@@ -244,7 +246,10 @@ def test_redeploy_through_api_v1_and_compat_at_once(
     assert answers["compat"].status_code == 200, answers["compat"].text
     for name, container in containers.items():
         assert agent_pid(container) not in (0, before[name])
-        health = httpx.get(f"http://{sandbox.droplet(name).address}:30000/health").json()
+        droplet = sandbox.droplet(name)
+        health = httpx.get(
+            f"https://{droplet.address}:30000/health", verify=agent_tls(droplet.container)
+        ).json()
         assert health["status"] == "ok"
     published = v1.json()["data"]["per_host"]["toolbox-3"]["dtma_result"]
     assert published["healthy"] is True and published["rolled_back"] is False

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from sandbox.config import PROJECT_ROOT
-from sandbox.fleet import SandboxInfo
-from tests.api.console import Console, docker_exec
+from sandbox.fleet import Droplet, SandboxInfo
+from tests.api.console import Console, agent_tls, docker_exec
 
 pytestmark = pytest.mark.sandbox
 
@@ -38,9 +38,12 @@ def operator_install(sandbox: SandboxInfo, env: dict[str, str], *args: str) -> N
     assert done.returncode == 0, done.stdout[-3000:]
 
 
-def agent_status(token: str, address: str) -> int:
+def agent_status(token: str, droplet: Droplet) -> int:
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.get(f"http://{address}:30000/status", headers=headers, timeout=5).status_code
+    url = f"https://{droplet.address}:30000/status"
+    return httpx.get(
+        url, headers=headers, timeout=5, verify=agent_tls(droplet.container)
+    ).status_code
 
 
 def test_the_console_reads_every_agent_after_an_operators_install(
@@ -60,7 +63,7 @@ def test_the_console_reads_every_agent_after_an_operators_install(
     operator_install(sandbox, ansible_env, "-l", droplet.name)
     fresh = docker_exec(droplet.container, *READ_TOKEN)
     assert len(fresh) >= 40 and fresh != tokens[droplet.name]
-    assert agent_status(tokens[droplet.name], droplet.address) == 401
+    assert agent_status(tokens[droplet.name], droplet) == 401
 
     with console.http() as http:
         for name, toolbox in toolboxes.items():
@@ -94,7 +97,7 @@ def test_a_dtma_action_fails_when_the_console_cannot_read_the_agent(
         assert response.status_code == 502, result
         assert (result["status"], result["success"]) == ("failed", False)
         assert "did not verify from the console" in result["error"]
-        assert f"http://{droplet.address}:30000/status" in result["error"]
+        assert f"https://{droplet.address}:30000/status" in result["error"]
         published = result["data"]["per_host"][droplet.name]["dtma_result"]
         assert published["healthy"] is True  # what the droplet saw of itself
         assert result["data"]["console_check"]["ok"] is False

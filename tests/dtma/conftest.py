@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,9 +133,29 @@ def main_pid(droplet: Droplet) -> int:
     return int(docker_exec(droplet, "systemctl show -p MainPID --value dtma.service") or 0)
 
 
+def certificate_of(droplet: Droplet) -> str:
+    """The agent's TLS certificate on the droplet (PEM; where the role keeps it)."""
+    return docker_exec(droplet, "cat /etc/dtma/tls/agent.crt 2>/dev/null")
+
+
+def pinned(droplet: Droplet) -> ssl.SSLContext | bool:
+    """TLS trusting the droplet's own agent certificate alone, as the console pins it
+    (the certificate names no address the tests dial: no host name check)."""
+    pem = certificate_of(droplet)
+    if not pem:
+        return False
+    context = ssl.create_default_context(cadata=pem)
+    context.check_hostname = False
+    return context
+
+
+def agent_url(droplet: Droplet, path: str) -> str:
+    return f"https://{droplet.address}:{AGENT_PORT}{path}"
+
+
 def health(droplet: Droplet) -> dict[str, Any] | None:
     try:
-        answer = httpx.get(f"http://{droplet.address}:{AGENT_PORT}/health", timeout=5)
+        answer = httpx.get(agent_url(droplet, "/health"), timeout=5, verify=pinned(droplet))
     except httpx.TransportError:
         return None
     return answer.json() if answer.status_code == 200 else None

@@ -11,7 +11,7 @@ from dtma_agent import __version__ as BASE_VERSION
 
 from sandbox.fleet import Droplet, SandboxInfo
 
-from .conftest import AGENT_PORT, PlaybookRun, docker_exec, token_of
+from .conftest import PlaybookRun, agent_url, docker_exec, pinned, token_of
 
 pytestmark = pytest.mark.sandbox
 
@@ -25,8 +25,8 @@ def droplet(installed: PlaybookRun, fresh_fleet: SandboxInfo) -> Droplet:
 @pytest.fixture(scope="module")
 def client(droplet: Droplet) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {token_of(droplet)}"}
-    base = f"http://{droplet.address}:{AGENT_PORT}"
-    with httpx.Client(base_url=base, headers=headers, timeout=10) as http:
+    base = agent_url(droplet, "")
+    with httpx.Client(base_url=base, headers=headers, timeout=10, verify=pinned(droplet)) as http:
         yield http
 
 
@@ -43,14 +43,14 @@ def tool_instance(droplet: Droplet) -> Iterator[str]:
 
 
 def test_health_reports_the_installed_version(client: httpx.Client) -> None:
-    answer = httpx.get(f"{client.base_url}/health", timeout=5)
+    answer = client.get("/health", headers={"Authorization": ""})
     assert answer.status_code == 200
     assert answer.json()["version"] == BASE_VERSION
 
 
 def test_every_other_endpoint_needs_the_toolboxs_token(client: httpx.Client) -> None:
     for path in ["/status", "/system", "/containers", "/containers/x/logs"]:
-        answer = httpx.get(f"{client.base_url}{path}", headers={"Authorization": "Bearer nope"})
+        answer = client.get(path, headers={"Authorization": "Bearer nope"})
         assert answer.status_code == 401, path
 
 

@@ -12,14 +12,15 @@ from dtma_agent import __version__ as BASE_VERSION
 from sandbox.fleet import Droplet, SandboxInfo
 
 from .conftest import (
-    AGENT_PORT,
     PlaybookRun,
     Release,
     RunPlaybook,
+    agent_url,
     current_release,
     docker_exec,
     health,
     main_pid,
+    pinned,
     token_of,
     uninstall_agent,
 )
@@ -264,8 +265,13 @@ def test_an_agent_that_does_not_stay_up_fails_the_settle_window(
         assert run.rc != 0
         result = run.results[droplet.name]
         assert result["healthy"] is False
-        settle = "did not verify: it did not stay up through the 3 s settle window"
-        assert settle in result["reason"]
+        # Caught in its settle window, or (on a loaded machine, read back after the 1.5 s)
+        # already exited and being restarted by systemd: both are "did not stay up".
+        assert "the DTMA agent did not verify: " in result["reason"]
+        assert any(
+            seen in result["reason"]
+            for seen in ("did not stay up through the 3 s settle window", "service is activating")
+        ), result["reason"]
     finally:
         docker_exec(
             droplet,
@@ -322,10 +328,11 @@ def test_the_droplets_token_is_kept_and_a_given_one_serves_only_a_first_install(
     droplet = fresh_fleet.droplets[1]
     own = token_of(droplet)
     given = "console-given-token-" + "k3" * 12
-    url = f"http://{droplet.address}:{AGENT_PORT}/status"
+    url = agent_url(droplet, "/status")
 
     def answers(token: str) -> int:
-        return httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(url, headers=headers, verify=pinned(droplet)).status_code
 
     install = {"limit": droplet.name, "verbose": True, "dtma_agent_token": given}
     kept = run_playbook("dtma_install.yml", **install)

@@ -19,8 +19,11 @@ pytestmark = pytest.mark.sandbox
 TASK_RESULTS = {"task_ok", "task_changed", "task_failed", "task_skipped", "task_unreachable"}
 RESTART_TARGET = 12
 # In the order the test runs them; measured after the reshaping (issue 16), a ceiling.
+# Install and redeploy then gained the agent's TLS identity (tasks/tls.yml: its include,
+# directory, key, certificate description, certificate, published certificate): +6, and the
+# optional firewall's include (skipped when dtma_agent_allowed_sources is unset): +1.
 CEILINGS = {"dtma_status.yml": 10, "dtma_restart.yml": RESTART_TARGET,
-            "dtma_install.yml": 35, "dtma_redeploy.yml": 37}  # fmt: skip
+            "dtma_install.yml": 42, "dtma_redeploy.yml": 44}  # fmt: skip
 
 
 def test_dtma_actions_stay_within_their_task_result_ceiling(

@@ -2,7 +2,7 @@
 by the sync (targets by tag)
 
 Revision ID: 1701_rollouts
-Revises: 1401_token_lifecycle
+Revises: 1502_agent_tls_pin
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1701_rollouts"
-down_revision = "1401_token_lifecycle"
+down_revision = "1502_agent_tls_pin"
 branch_labels = None
 depends_on = None
 
