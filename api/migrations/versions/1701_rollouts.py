@@ -2,7 +2,7 @@
 by the sync (targets by tag)
 
 Revision ID: 1701_rollouts
-Revises: 1502_agent_tls_pin
+Revises: 1701_registry_credentials
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1701_rollouts"
-down_revision = "1502_agent_tls_pin"
+down_revision = "1701_registry_credentials"
 branch_labels = None
 depends_on = None
 
