@@ -13,7 +13,18 @@ from api.cors import CorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
-from api.routes import audit, compat, dtma, health, registries, runs, tokens, toolboxes, tools
+from api.routes import (
+    audit,
+    compat,
+    dtma,
+    health,
+    registries,
+    rollouts,
+    runs,
+    tokens,
+    toolboxes,
+    tools,
+)
 from api.settings import Settings
 from api.vault import router as vault
 from api.vault.startup import open_vault
@@ -51,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dtma,
         tools,
         runs,
+        rollouts,
         audit,
         registries,
         compat,

@@ -36,6 +36,7 @@ class ToolboxOut(BaseModel):
     address: str | None
     region: str | None
     droplet_status: str | None
+    tags: list[str] = Field(default_factory=list, description="DigitalOcean tags at the last sync")
     status: str = Field(
         description="Agent state at the last look: up | down (SSH answered, the agent did not) "
         "| refused (the agent refuses the console's token) | unreachable | unknown"
