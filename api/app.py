@@ -13,7 +13,18 @@ from api.cors import CorsMiddleware
 from api.errors import install_error_handlers
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from api.monitoring import router as monitoring
-from api.routes import audit, compat, dtma, health, runs, tokens, toolboxes, tools
+from api.routes import (
+    audit,
+    compat,
+    dtma,
+    health,
+    registries,
+    rollouts,
+    runs,
+    tokens,
+    toolboxes,
+    tools,
+)
 from api.settings import Settings
 from api.vault import router as vault
 from api.vault.startup import open_vault
@@ -45,7 +56,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if context.settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=context.settings.cors_origins)
     app.add_middleware(RequestContextMiddleware)
-    for module in (health, toolboxes, dtma, tools, runs, audit, compat, monitoring, vault, tokens):
+    for module in (
+        health,
+        toolboxes,
+        dtma,
+        tools,
+        runs,
+        rollouts,
+        audit,
+        registries,
+        compat,
+        monitoring,
+        vault,
+        tokens,
+    ):
         app.include_router(module.router)
     web.install(app)
     return app

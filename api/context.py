@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.monitoring.scheduler import Scheduler
     from api.monitoring.service import Monitor
     from api.services.agent import AgentClient
+    from api.services.provisioning import Provisioner
     from api.services.runs import RunManager
     from api.vault.master import LoadedKeyring
 
@@ -41,6 +42,7 @@ class Context:
     # Made by start() (they need the running event loop), ended by stop().
     _agent: AgentClient | None = field(default=None, repr=False)
     _runs: RunManager | None = field(default=None, repr=False)
+    _provisioner: Provisioner | None = field(default=None, repr=False)
     _monitor: Monitor | None = field(default=None, repr=False)
     _scheduler: Scheduler | None = field(default=None, repr=False)
     # Bounds on load (api/services/limits.py): followed log streams, SSH-probe threads.
@@ -101,6 +103,10 @@ class Context:
             manager = LocalRunManager(self)
         await manager.open()
         self._runs = manager
+        from api.services.provisioning import Provisioner
+
+        self._provisioner = Provisioner(self)
+        await self._provisioner.open()
         if monitor:
             await self._start_monitor()
 
@@ -128,6 +134,9 @@ class Context:
         if self._monitor is not None:
             await self._monitor.aclose()
             self._monitor = None
+        if self._provisioner is not None:
+            await self._provisioner.close()
+            self._provisioner = None
         if self._runs is not None:
             await self._runs.close()
             self._runs = None
@@ -161,6 +170,13 @@ class Context:
         if self._monitor is None:
             raise RuntimeError("the monitor exists only while the console is served")
         return self._monitor
+
+    @property
+    def provisioner(self) -> Provisioner:
+        """Provisioning and retirement runs (api/services/provisioning.py)."""
+        if self._provisioner is None:
+            raise RuntimeError("the provisioner exists only while the app runs")
+        return self._provisioner
 
     @property
     def runs(self) -> RunManager:

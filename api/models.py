@@ -149,6 +149,8 @@ class Toolbox(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     # Set when the droplet no longer appears in the DigitalOcean API.
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The droplet's DigitalOcean tags as the last sync saw them (rollout targets by tag).
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     owner: Mapped[User | None] = relationship()
     tool_instances: Mapped[list[ToolInstance]] = relationship(
@@ -247,6 +249,33 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Rollout(Base):
+    """One action over many toolboxes in batches: one run (`run_id`) of the action's
+    playbook with `serial`. Host states are read from that run's events
+    (runner/rollout.py); `hosts` keeps the plan and the toolboxes skipped at the start."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    # The target as asked ({"tag": "dtma"}, ...), the batching, the action's public inputs.
+    target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    batch_size: Mapped[str] = mapped_column(String(16))
+    batch_hosts: Mapped[int] = mapped_column(Integer)
+    canary: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_failures: Mapped[int] = mapped_column(Integer, default=0)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # [{"toolbox_id", "name", "batch", "skipped": reason | null}], in batch order.
+    hosts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # Set by a cancel: the run stops when its next batch would start.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    run: Mapped[Run | None] = relationship()
 
 
 def load_all_models() -> MetaData:

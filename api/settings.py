@@ -184,6 +184,10 @@ class Settings(BaseSettings):
             )
         return self
 
+    # -- Provisioning (issue 17 item 5, api/services/provisioning.py) -------------------------
+    # The image slug new toolboxes' droplets are created from (DigitalOcean's Debian 12).
+    do_droplet_image: str = Field(default="debian-12-x64", pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

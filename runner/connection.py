@@ -26,11 +26,17 @@ def configured_ssh_args(ansible_cfg: Path) -> str:
     return parser.get("ssh_connection", "ssh_args", fallback=DEFAULT_SSH_ARGS)
 
 
-def ssh_environment(ansible_cfg: Path, known_hosts_file: Path | None) -> dict[str, str]:
-    """ANSIBLE_* variables for the run's ssh connections."""
+def ssh_environment(
+    ansible_cfg: Path, known_hosts_file: Path | None, *, identities_only: bool = False
+) -> dict[str, str]:
+    """ANSIBLE_* variables for the run's ssh connections; `identities_only`: each host
+    offers only the key its IdentityFile names (a run with several keys)."""
     # ansible-runner turns host key checking off unless told otherwise: never here.
     env = {"ANSIBLE_HOST_KEY_CHECKING": "True"}
+    only = "-o IdentitiesOnly=yes " if identities_only else ""
     if known_hosts_file is None:
+        if only:
+            env["ANSIBLE_SSH_ARGS"] = only + configured_ssh_args(ansible_cfg)
         return env
     pins = known_hosts_file.read_bytes()
     pin_args = " ".join(
@@ -40,6 +46,6 @@ def ssh_environment(ansible_cfg: Path, known_hosts_file: Path | None) -> dict[st
             "-o", "StrictHostKeyChecking=yes",
         ]
     )  # fmt: skip
-    env["ANSIBLE_SSH_ARGS"] = f"{pin_args} {configured_ssh_args(ansible_cfg)}"
+    env["ANSIBLE_SSH_ARGS"] = f"{only}{pin_args} {configured_ssh_args(ansible_cfg)}"
     env["ANSIBLE_SSH_CONTROL_PATH"] = "%(directory)s/%%C-" + hashlib.sha256(pins).hexdigest()[:12]
     return env

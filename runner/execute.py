@@ -23,6 +23,7 @@ from runner.catalog import PROJECT_ROOT
 from runner.connection import ssh_environment
 from runner.events import EventNormaliser
 from runner.extravars import unsafe_yaml
+from runner.identities import Identities
 from runner.inventory import InventoryCache, RunInventory, uses_digitalocean
 from runner.models import ConsoleResult, RunEvent
 from runner.processes import MARKER, stop_run_processes
@@ -124,6 +125,12 @@ class Execution:
         cmdline = ["--check"] if req.check else []
         if req.extravars:
             cmdline += ["-e", "@" + str(rundir.pipe("extravars.yml", unsafe_yaml(req.extravars)))]
+        identities = None
+        if req.host_private_keys:  # several keys: each host offers its own (identities.py)
+            identities = Identities.prepare(
+                rundir, req.hosts, req.ssh_private_key, req.host_private_keys
+            )
+            cmdline += ["-e", "@" + str(identities.vars_file)]
         envvars = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "ANSIBLE_CONFIG": str(self.settings.ansible_cfg),
@@ -131,7 +138,9 @@ class Execution:
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_SHOW_CUSTOM_STATS": "0",  # published data reaches us as events only
             MARKER: req.run_id,
-            **ssh_environment(self.settings.ansible_cfg, known_hosts),
+            **ssh_environment(
+                self.settings.ansible_cfg, known_hosts, identities_only=identities is not None
+            ),
         }
         config = RunnerConfig(
             private_data_dir=str(rundir.path),
@@ -141,7 +150,7 @@ class Execution:
             limit=",".join(req.hosts),
             cmdline=shlex.join(cmdline),
             envvars=envvars,
-            ssh_key=req.ssh_private_key,
+            ssh_key=None if identities else req.ssh_private_key,
             ident=req.run_id,
             timeout=req.timeout,
             quiet=True,
@@ -149,6 +158,8 @@ class Execution:
         )
         config.prepare()
         config.env = {k: v for k, v in config.env.items() if _inherited(k) or k in envvars}
+        if identities is not None:
+            config.command = identities.wrap(config.command)
         if req.env:
             secret_env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in req.env.items())
             env_pipe = rundir.pipe("env.sh", secret_env)

@@ -37,6 +37,9 @@ class RunRequest:
     extravars: dict[str, Any] = field(default_factory=dict)
     inventory: str | Path | None = None  # default: $DTMA_INVENTORY or inventory/digitalocean.yml
     ssh_private_key: str | None = field(default=None, repr=False)
+    # A run over hosts reached with different keys (a rollout): host -> its key; the hosts
+    # not named use ssh_private_key. Each host then offers only its own key.
+    host_private_keys: dict[str, str] = field(default_factory=dict, repr=False)
     known_hosts: str | None = None
     timeout: int = 600
     check: bool = False
@@ -70,6 +73,7 @@ class ValidRequest:
     secret_outputs: frozenset[str] = frozenset()
     # Names of the playbook's no_log options: masked by key in events, whatever the value.
     secret_keys: frozenset[str] = frozenset()
+    host_private_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def default_inventory() -> Path:
@@ -126,6 +130,24 @@ def _private_key(key: str | None) -> str | None:
     return key if key.endswith("\n") else key + "\n"  # ssh-add wants the final newline
 
 
+def _host_keys(
+    keys: Mapping[str, str], hosts: tuple[str, ...], default: str | None
+) -> dict[str, str]:
+    if not keys:
+        return {}
+    if not isinstance(keys, Mapping) or any(host not in hosts for host in keys):
+        raise RequestError("host_private_keys", "must name hosts of the run")
+    if default is None and any(host not in keys for host in hosts):
+        raise RequestError("host_private_keys", "a host has no key and there is no default key")
+    checked: dict[str, str] = {}
+    for host, key in keys.items():
+        try:
+            checked[host] = _private_key(key) or ""
+        except RequestError as error:
+            raise RequestError("host_private_keys", f"{host}: {error.message}") from error
+    return {host: key for host, key in checked.items() if key}
+
+
 def validate_request(req: RunRequest) -> ValidRequest:
     """Every check a run needs before it may start; RequestError names the bad field."""
     if req.run_id is not None and not RUN_ID.match(req.run_id):
@@ -144,10 +166,11 @@ def validate_request(req: RunRequest) -> ValidRequest:
         raise RequestError("known_hosts", "must be text")
     env = _env(req.env or {})
     key = _private_key(req.ssh_private_key)
+    host_keys = _host_keys(req.host_private_keys or {}, hosts, key)
     secret_keys = spec.secret_options()
     secret_vars = [extravars[name] for name in secret_keys if name in extravars]
     secret_env = [value for name, value in env.items() if name not in PUBLIC_ENV]
-    secrets = [*([key] if key else []), *secret_env, *_strings(secret_vars)]
+    secrets = [*([key] if key else []), *host_keys.values(), *secret_env, *_strings(secret_vars)]
     return ValidRequest(
         run_id=req.run_id or uuid.uuid4().hex,
         spec=spec,
@@ -164,4 +187,5 @@ def validate_request(req: RunRequest) -> ValidRequest:
         secrets=tuple(secrets),
         secret_outputs=frozenset(req.secret_outputs or ()),
         secret_keys=secret_keys,
+        host_private_keys=host_keys,
     )

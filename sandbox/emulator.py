@@ -1,9 +1,10 @@
 """A DigitalOcean API v2 emulator: a real HTTP server with DigitalOcean's JSON shapes.
 
 It serves what the community.digitalocean inventory plugin and the console read
-(droplets with pagination and tag filtering, account SSH keys) and creates real droplet
-containers on POST. Run it with `python -m sandbox.emulator`; `dtma-console sandbox up`
-does that for you.
+(droplets with pagination and tag filtering, account SSH keys created and deleted) and
+creates real droplet containers on POST, which get the sandbox's tool images (the stand-in
+for a registry they could pull from) before they turn `active`. Run it with
+`python -m sandbox.emulator`; `dtma-console sandbox up` does that for you.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ TOOLBOX_NAME = re.compile(r"^toolbox-(\d{1,3})$")
 MAX_PER_PAGE = 200
 MAX_BODY = 64 * 1024
 SSH_WAIT_SECONDS = 120.0
+# How long a booted droplet's Docker engine may take to take the tool images.
+ENGINE_WAIT_SECONDS = 120.0
 # Outages a test can switch on by writing the fault file (SandboxConfig.fault_file): the API
 # answers nothing for as long as it says `hang` (at most HANG_SECONDS), 503 for `5xx`, and
 # 401 for `401` (a revoked token). Removing the file ends the outage.
@@ -226,6 +229,10 @@ class Emulator:
             except droplets.DropletError:
                 return  # stays "new": that is what a stuck droplet looks like
             with self.state.lock:
+                droplet = self.state.droplets.get(droplet_id)
+            if droplet is not None:
+                _supply_tool_images(self.config.container(droplet["name"]))
+            with self.state.lock:
                 if droplet_id in self.state.droplets:
                     self.state.droplets[droplet_id]["status"] = "active"
                     self.state.save()
@@ -276,6 +283,37 @@ class Emulator:
             self.state.keys[key["id"]] = key
             self.state.save()
         return {"ssh_key": key}
+
+    def delete_key(self, reference: str) -> None:
+        """DELETE /v2/account/keys/{id or fingerprint} (droplets keep what they were given)."""
+        with self.state.lock:
+            key = self.state.find_key(reference)
+            if key is None:
+                raise ApiError(
+                    HTTPStatus.NOT_FOUND,
+                    "not_found",
+                    "The resource you were accessing could not be found.",
+                )
+            del self.state.keys[key["id"]]
+            self.state.save()
+
+
+def _supply_tool_images(container: str) -> None:
+    """Load the sandbox tool images into a new droplet's engine once it answers (nothing
+    else gives them to a droplet created through the API); a droplet that does not take
+    them stays usable, and a deploy of a tool then says the image is missing."""
+    from sandbox import tools
+
+    deadline = time.monotonic() + ENGINE_WAIT_SECONDS
+    while True:
+        try:
+            tools.load_tool_images(container)
+            return
+        except tools.ToolImageError as error:
+            if time.monotonic() > deadline:
+                sys.stderr.write(f"{_now()} tool images not loaded into {container}: {error}\n")
+                return
+        time.sleep(1.0)
 
 
 def _unprocessable(message: str) -> ApiError:
@@ -386,6 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, self.emulator.list_keys()
             case ("POST", ["v2", "account", "keys"]):
                 return HTTPStatus.CREATED, self.emulator.create_key(self._body())
+            case ("DELETE", ["v2", "account", "keys", reference]):
+                self.emulator.delete_key(reference)
+                return HTTPStatus.NO_CONTENT, None
             case ("GET", ["v2", "account"]):
                 return HTTPStatus.OK, {"account": {"status": "active", "droplet_limit": 50}}
         raise ApiError(

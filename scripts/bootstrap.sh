@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # redis-server and postgresql: the distributed mode (broker, shared database) and its tests.
+# docker-registry and apache2-utils (htpasswd): the private registry tests/tools pulls from
+# (its binary runs inside a sandbox droplet, on the droplet's own loopback).
 DEB_PACKAGES=(docker.io mmdebstrap busybox-static openssh-client iproute2 ca-certificates
-              python3-venv redis-server postgresql ${DTMA_EXTRA_DEB_PACKAGES:-})
+              python3-venv redis-server postgresql docker-registry apache2-utils
+              ${DTMA_EXTRA_DEB_PACKAGES:-})
 STATE_DIR=.sandbox-host
 mkdir -p "$STATE_DIR"
 

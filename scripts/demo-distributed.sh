@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo-distributed`: the README's "Past one machine" on the sandbox fleet. Redis and
 # a PostgreSQL cluster (in .data/distributed, loopback only), the database migrated with
-# `dtma-console db upgrade`, two workers and two console processes in celery mode.
+# `dtma-console db upgrade`, two workers and two console processes in celery mode, and, as
+# `make demo`, the agent and the echo tool installed on every droplet (scripts/demo-install.sh).
 # `make down-distributed` (or this script with `down`) stops them by their PIDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,8 +88,8 @@ for port in "${API_PORTS[@]}"; do
     curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null \
         || { echo "console on $port did not start; see $STATE/console-$port.log" >&2; exit 1; }
 done
-curl -fsS -X POST -H "Authorization: Bearer $admin_token" \
-    "http://127.0.0.1:${API_PORTS[0]}/api/v1/toolboxes/sync" >/dev/null
+# As `make demo`: the agent and the echo tool on every droplet (the runs go to the workers).
+bash scripts/demo-install.sh "http://127.0.0.1:${API_PORTS[0]}" "$admin_token"
 
 echo
 for port in "${API_PORTS[@]}"; do echo "Console: http://127.0.0.1:$port"; done

@@ -44,27 +44,7 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$CONSOLE/readyz" >/dev/null || { echo "the console did not start; see .data/console.log" >&2; exit 1; }
 
-call() {  # call METHOD PATH [JSON]: fail loudly with the console's own answer
-    local answer
-    answer=$(curl -sS -X "$1" "$CONSOLE$2" -H "Authorization: Bearer $admin_token" \
-        -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}')
-    local code=${answer##*$'\n'}
-    if [ "${code:0:1}" != 2 ]; then
-        echo "demo: $1 $2 answered $code: ${answer%$'\n'*}" >&2
-        exit 1
-    fi
-    printf '%s' "${answer%$'\n'*}"
-}
-
-call POST /api/v1/toolboxes/sync >/dev/null
-ids=$(call GET /api/v1/toolboxes | "$BIN/python" -c 'import json,sys; print(" ".join(t["id"] for t in json.load(sys.stdin)))')
-for id in $ids; do
-    echo "Installing the DTMA agent and the echo tool on toolbox $id"
-    call POST "/api/v1/toolboxes/$id/dtma/install" >/dev/null
-    call POST "/api/v1/toolboxes/$id/tools" \
-        '{"name": "echo", "image": "dtma-tool-echo:1.0", "ports": [{"host_port": 8080, "container_port": 8080}]}' >/dev/null
-done
-call POST /api/v1/toolboxes/sync >/dev/null
+bash scripts/demo-install.sh "$CONSOLE" "$admin_token"
 
 echo
 echo "Console: $CONSOLE  (log: .data/console.log, stop: make down)"

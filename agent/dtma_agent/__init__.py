@@ -1,3 +1,3 @@
 """DTMA agent: the read side of a toolbox."""
 
-__version__ = "1.2.0"
+__version__ = "1.3.0"

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
-
 from .errors import Unauthorized
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dtma-agent"'}
 
 
 class TokenGuard:
-    """FastAPI dependency comparing the request's bearer token in constant time."""
+    """Compares a request's bearer token with the toolbox's, in constant time."""
 
     def __init__(self, token: str) -> None:
         self._expected = token.encode()
 
-    def __call__(self, request: Request) -> None:
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    def check(self, authorization: str) -> None:
+        scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             raise Unauthorized("a bearer token is required", headers=_CHALLENGE)
         if not hmac.compare_digest(presented.strip().encode(), self._expected):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-import docker
-import docker.errors
-import requests.exceptions
-from docker.types import CancellableStream
-
-from .errors import ContainerNotFound, DockerError, DockerUnavailable, InvalidParameter
+from .engine_http import EngineHttp, EngineRefused, EngineUnreachable
+from .errors import ContainerNotFound, DockerError, DockerUnavailable
+from .logstream import Demultiplexer
 from .models import Container, DockerEngine, PortBinding, StateCounts
 from .stats import CpuBaselines, container_stats
 
@@ -19,89 +18,109 @@ MANAGED_LABEL = "dtma.managed"
 INSTANCE_LABEL = "dtma.instance"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 _REQUEST_TIMEOUT_S = 10
+T = TypeVar("T")
 
 
 class Engine:
     def __init__(self, base_url: str, api_version: str) -> None:
         self._base_url = base_url
-        self._api = docker.APIClient(
-            base_url=base_url, version=api_version, timeout=_REQUEST_TIMEOUT_S
-        )
+        self._http = EngineHttp(base_url, api_version, timeout=_REQUEST_TIMEOUT_S)
         self._cpu = CpuBaselines()
 
-    def close(self) -> None:
-        self._api.close()
-
-    def state(self) -> DockerEngine:
+    async def state(self) -> DockerEngine:
         try:
-            info = self._api.version()
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            info = await self._http.get_json("/version")
+        except (EngineUnreachable, EngineRefused) as exc:
             return DockerEngine(state="unreachable", error=self._describe(exc))
         return DockerEngine(
             state="running", version=info.get("Version"), api_version=info.get("ApiVersion")
         )
 
-    def state_counts(self) -> tuple[StateCounts, StateCounts]:
+    async def state_counts(self) -> tuple[StateCounts, StateCounts]:
         """Counts of (tool instances, all containers) by state."""
-        summaries = self._call(self._api.containers, all=True)
+        summaries = await self._get("/containers/json", params={"all": 1})
         managed = [s for s in summaries if _is_managed(s.get("Labels"))]
         return _count(managed), _count(summaries)
 
-    def containers(self, managed_only: bool, with_stats: bool = False) -> list[Container]:
-        filters = {"label": f"{MANAGED_LABEL}=true"} if managed_only else None
-        summaries = self._call(self._api.containers, all=True, filters=filters)
-        found = []
-        for summary in summaries:
+    async def containers(self, managed_only: bool, with_stats: bool = False) -> list[Container]:
+        filters = json.dumps({"label": [f"{MANAGED_LABEL}=true"]}) if managed_only else None
+        summaries = await self._get("/containers/json", params={"all": 1, "filters": filters})
+
+        async def one(summary: dict[str, Any]) -> Container | None:
             try:
-                details = self._call(self._api.inspect_container, summary["Id"])
+                details = await self._get(f"/containers/{summary['Id']}/json", ref=summary["Id"])
                 container = _container(summary, details)
                 if with_stats and container.state == "running":
-                    raw = self._call(self._api.stats, container.id, stream=False, one_shot=True)
+                    raw = await self._get(
+                        f"/containers/{container.id}/stats",
+                        ref=container.id,
+                        params={"stream": 0, "one-shot": 1},
+                    )
                     container.stats = container_stats(self._cpu, container.id, raw)
             except ContainerNotFound:
-                continue  # removed between the list and the inspect
-            found.append(container)
+                return None  # removed between the list and the inspect
+            return container
+
+        found = [c for c in await asyncio.gather(*(one(s) for s in summaries)) if c is not None]
         if with_stats:
             self._cpu.forget_all_but({c.id for c in found if c.stats is not None})
         return sorted(found, key=lambda c: c.name)
 
-    def open_logs(
-        self, ref: str, *, tail: int, since: datetime | None, timestamps: bool, follow: bool
-    ) -> CancellableStream:
-        """A stream of log chunks (stdout and stderr); close() it to stop following."""
-        container_id = self._call(self._api.inspect_container, ref)["Id"]
-        since_ts = None
-        if since is not None:
-            if since.tzinfo is None:  # a time without a zone is UTC, as Docker's own are
-                since = since.replace(tzinfo=UTC)
-            since_ts = since.timestamp()
-            if since_ts <= 0:
-                raise InvalidParameter("since: must be after 1970-01-01T00:00:00Z")
-        stream: CancellableStream = self._call(
-            self._api.logs,
-            container_id,
-            stdout=True,
-            stderr=True,
-            stream=True,
-            follow=follow,
-            tail=tail,
-            since=since_ts,
-            timestamps=timestamps,
+    async def open_logs(
+        self, ref: str, *, tail: int, since: float | None, timestamps: bool, follow: bool
+    ) -> AsyncIterator[bytes]:
+        """The container's stdout and stderr as they come: its errors (unknown container,
+        engine down) are raised here, before any byte; close the iterator to stop following."""
+        details = await self._get(f"/containers/{ref}/json", ref=ref)
+        stream = await self._call(
+            lambda: self._http.stream(
+                f"/containers/{details['Id']}/logs",
+                {
+                    "stdout": 1,
+                    "stderr": 1,
+                    "follow": int(follow),
+                    "tail": tail,
+                    "since": None if since is None else f"{since:.6f}",
+                    "timestamps": int(timestamps),
+                },
+                follow=follow,
+            ),
+            ref,
         )
-        return stream
+        tty = bool((details.get("Config") or {}).get("Tty"))
+        return _payload(stream.chunks(), stream.close, None if tty else Demultiplexer())
 
-    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _get(
+        self, path: str, ref: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        return await self._call(lambda: self._http.get_json(path, **(params or {})), ref)
+
+    async def _call(self, request: Callable[[], Awaitable[T]], ref: str | None) -> T:
         try:
-            return method(*args, **kwargs)
-        except docker.errors.NotFound as exc:
-            raise ContainerNotFound(f"no container {args[0]!r} on this toolbox") from exc
-        except docker.errors.APIError as exc:
-            raise DockerError(f"the Docker engine refused the request: {exc.explanation}") from exc
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            return await request()
+        except EngineRefused as exc:
+            if exc.status == 404 and ref is not None:
+                raise ContainerNotFound(f"no container {ref!r} on this toolbox") from exc
+            raise DockerError(f"the Docker engine refused the request: {exc.message}") from exc
+        except EngineUnreachable as exc:
             raise DockerUnavailable(self._describe(exc)) from exc
 
     def _describe(self, exc: Exception) -> str:
-        return f"cannot reach the Docker engine at {self._base_url}: {type(exc).__name__}"
+        return f"cannot reach the Docker engine at {self._base_url}: {exc}"
+
+
+async def _payload(
+    chunks: AsyncIterator[bytes], close: Callable[[], None], demux: Demultiplexer | None
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            data = demux.feed(chunk) if demux is not None else chunk
+            if data:
+                yield data
+    except EngineUnreachable:
+        return  # the engine cut the stream: it ends here, as it would have with the SDK
+    finally:
+        close()
 
 
 def _is_managed(labels: dict[str, str] | None) -> bool:

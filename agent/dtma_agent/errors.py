@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 
 class AgentError(Exception):
     status_code = 500
@@ -17,7 +12,10 @@ class AgentError(Exception):
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.headers = headers
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message)
 
 
 class Unauthorized(AgentError):
@@ -25,14 +23,33 @@ class Unauthorized(AgentError):
     code = "unauthorized"
 
 
+class NotFound(AgentError):
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(AgentError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
 class ContainerNotFound(AgentError):
     status_code = 404
     code = "container_not_found"
 
 
-class InvalidParameter(AgentError):
+class InvalidRequest(AgentError):
+    """One or more bad parameters, each named in `fields`."""
+
     status_code = 422
     code = "invalid_request"
+
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{f['field']}: {f['message']}" for f in fields))
+        self.fields = fields
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message, fields=self.fields)
 
 
 class DockerUnavailable(AgentError):
@@ -45,31 +62,9 @@ class DockerError(AgentError):
     code = "docker_error"
 
 
+def invalid(field: str, message: str) -> InvalidRequest:
+    return InvalidRequest([{"field": field, "message": message}])
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AgentError)
-    async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": ".".join(str(part) for part in err["loc"][1:]), "message": err["msg"]}
-            for err in exc.errors()
-        ]
-        message = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return JSONResponse(error_body("invalid_request", message, fields=fields), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return JSONResponse(
-            error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )

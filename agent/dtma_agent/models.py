@@ -1,31 +1,39 @@
-"""Response shapes of the agent's HTTP API."""
+"""Response shapes of the agent's HTTP API (plain dataclasses, serialized in field order)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from pydantic import BaseModel
+
+def as_json(shape: Any) -> Any:
+    """The JSON-ready form of a response shape (nested dataclasses become dicts)."""
+    return asdict(shape)
 
 
-class Health(BaseModel):
+@dataclass(kw_only=True)
+class Health:
     status: Literal["ok"] = "ok"
     version: str
     started_at: str
 
 
-class DockerEngine(BaseModel):
+@dataclass(kw_only=True)
+class DockerEngine:
     state: Literal["running", "unreachable"]
     version: str | None = None
     api_version: str | None = None
     error: str | None = None
 
 
-class StateCounts(BaseModel):
+@dataclass(kw_only=True)
+class StateCounts:
     total: int
     by_state: dict[str, int]
 
 
-class Status(BaseModel):
+@dataclass(kw_only=True)
+class Status:
     version: str
     started_at: str
     uptime_seconds: float
@@ -35,19 +43,22 @@ class Status(BaseModel):
     containers: StateCounts | None
 
 
-class Cpu(BaseModel):
+@dataclass(kw_only=True)
+class Cpu:
     percent: float
     count: int
 
 
-class Memory(BaseModel):
+@dataclass(kw_only=True)
+class Memory:
     total_bytes: int
     used_bytes: int
     available_bytes: int
     percent: float
 
 
-class Disk(BaseModel):
+@dataclass(kw_only=True)
+class Disk:
     path: str
     total_bytes: int
     used_bytes: int
@@ -55,13 +66,15 @@ class Disk(BaseModel):
     percent: float
 
 
-class Load(BaseModel):
+@dataclass(kw_only=True)
+class Load:
     one: float
     five: float
     fifteen: float
 
 
-class System(BaseModel):
+@dataclass(kw_only=True)
+class System:
     hostname: str
     cpu: Cpu
     memory: Memory
@@ -71,14 +84,16 @@ class System(BaseModel):
     uptime_seconds: float
 
 
-class PortBinding(BaseModel):
+@dataclass(kw_only=True)
+class PortBinding:
     container_port: int
     protocol: str
     host_ip: str | None = None
     host_port: int | None = None
 
 
-class ContainerStats(BaseModel):
+@dataclass(kw_only=True)
+class ContainerStats:
     # Share of one CPU over the time since the agent's previous read (100 = one full CPU,
     # as `docker stats`); None on the first read of a container (no baseline yet).
     cpu_percent: float | None
@@ -87,7 +102,8 @@ class ContainerStats(BaseModel):
     read_at: str
 
 
-class Container(BaseModel):
+@dataclass(kw_only=True)
+class Container:
     id: str
     name: str
     image: str
@@ -108,6 +124,7 @@ class Container(BaseModel):
     stats: ContainerStats | None = None
 
 
-class ContainerList(BaseModel):
+@dataclass(kw_only=True)
+class ContainerList:
     total: int
-    containers: list[Container]
+    containers: list[Container] = field(default_factory=list)

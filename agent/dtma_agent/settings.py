@@ -11,6 +11,7 @@ DEFAULT_LOGS_TAIL_MAX = 5000
 # The oldest Docker API the agent speaks; pinning it avoids a version probe at start-up,
 # so the agent starts (and reports the engine as unreachable) even when dockerd is down.
 DOCKER_API_VERSION = "1.41"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class SettingsError(ValueError):
@@ -45,11 +46,11 @@ class AgentSettings:
             token=token,
             host=environ.get("DTMA_AGENT_HOST", cls.host),
             port=_int(environ, "DTMA_AGENT_PORT", DEFAULT_PORT, 1, 65535),
-            docker_url=environ.get("DOCKER_HOST", cls.docker_url),
+            docker_url=_docker_url(environ.get("DOCKER_HOST") or cls.docker_url),
             logs_tail_max=_int(
                 environ, "DTMA_AGENT_LOGS_TAIL_MAX", DEFAULT_LOGS_TAIL_MAX, 1, 100_000
             ),
-            log_level=environ.get("DTMA_AGENT_LOG_LEVEL", cls.log_level).lower(),
+            log_level=_log_level(environ),
             tls=_tls(environ),
         )
 
@@ -74,6 +75,20 @@ def _tls(environ: Mapping[str, str]) -> TlsFiles | None:
             )
         files[name] = path
     return TlsFiles(**files)
+
+
+def _docker_url(url: str) -> str:
+    if not url.startswith(("unix://", "tcp://")):
+        raise SettingsError(f"DOCKER_HOST must be a unix:// or tcp:// address, got {url!r}")
+    return url
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    level = environ.get("DTMA_AGENT_LOG_LEVEL", "info").strip().lower() or "info"
+    if level not in LOG_LEVELS:
+        names = ", ".join(LOG_LEVELS)
+        raise SettingsError(f"DTMA_AGENT_LOG_LEVEL must be one of {names}, got {level!r}")
+    return level
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,7 +29,14 @@ from api.models import Run, User, new_id
 from api.services import leases, run_store
 from api.services.actions import Action
 from api.services.run_store import IN_FLIGHT
-from api.services.runs import AfterRunHook, Target, validated_request
+from api.services.runs import (
+    AfterRunHook,
+    FleetStart,
+    FleetTarget,
+    Target,
+    fleet_request,
+    validated_request,
+)
 
 log = logging.getLogger("api.executors")
 
@@ -106,6 +114,45 @@ class CeleryRunManager:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return run_id
+
+    async def start_fleet(
+        self, fleet: FleetTarget, action: Action, user: User | None
+    ) -> FleetStart:
+        run_id = new_id()
+        fleet_request(self._context, run_id, fleet, action.name, action.playbook, action.extravars)
+        sealed = self._context.secrets.seal(
+            json.dumps(action.extravars), Run.extravars_sealed, run_id
+        )
+        sessions = self._context.sessions
+        skipped = await run_in_threadpool(
+            functools.partial(
+                run_store.open_fleet_run, sessions, run_id, members=fleet.hosts, action=action,
+                user=user, owner=None, extravars_sealed=sealed, rollout_id=fleet.rollout_id,
+            )
+        )  # fmt: skip
+        try:
+            await run_in_threadpool(self._send, run_id)
+        except Exception as error:
+            await run_in_threadpool(run_store.abandon, sessions, run_id, "", "broker unreachable")
+            raise Unavailable(
+                "the run could not be queued: the broker does not answer", code="broker_unavailable"
+            ) from error
+        watcher = asyncio.create_task(self._after_fleet(run_id, fleet, skipped, action.name))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return FleetStart(run_id, skipped)
+
+    async def _after_fleet(
+        self, run_id: str, fleet: FleetTarget, skipped: dict[str, str], action: str
+    ) -> None:
+        result = await self.wait(run_id)
+        RUNS.labels(action, result.status).inc()
+        for hook in self.after_run:
+            for toolbox_id in (tid for tid in fleet.hosts if tid not in skipped):
+                try:
+                    await hook(toolbox_id, result)
+                except Exception:
+                    log.exception("after_run_hook_failed", extra={"run_id": run_id})
 
     def _send(self, run_id: str) -> None:
         self._celery.send_task(

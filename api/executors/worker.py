@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Celery
+from sqlalchemy.orm import Session
 
 import runner
 from api.context import Context
@@ -28,7 +29,14 @@ from api.executors import bus
 from api.executors.celery_app import TASK_NAME, make_celery
 from api.models import Run, Toolbox, utcnow
 from api.services import leases, run_store
-from api.services.runs import confirm_result, run_request
+from api.services.runs import (
+    FleetTarget,
+    Target,
+    confirm_result,
+    fleet_request,
+    on_event_of,
+    run_request,
+)
 
 log = logging.getLogger("api.executors")
 
@@ -127,6 +135,12 @@ class Worker:
         """The runner's request, built from the database; and whether a cancel is pending."""
         with self._context.sessions() as session:
             run = session.get(Run, run_id)
+            if (
+                run is not None
+                and run.toolbox_id is None
+                and (run.request or {}).get("toolbox_ids")
+            ):
+                return self._fleet_request(session, run), run.cancel_requested_at is not None
             if run is None or run.toolbox_id is None:
                 raise LookupError(f"run {run_id} or its toolbox is gone")
             toolbox = session.get(Toolbox, run.toolbox_id)
@@ -148,17 +162,34 @@ class Worker:
             )
             return request, run.cancel_requested_at is not None
 
+    def _fleet_request(self, session: Session, run: Run) -> runner.RunRequest:
+        """A rollout's run: every toolbox it locked, with its credentials."""
+        if run.extravars_sealed is None:
+            raise LookupError(f"run {run.id} carries no extravars")
+        members = []
+        for toolbox_id in run.request["toolbox_ids"]:
+            toolbox = session.get(Toolbox, toolbox_id)
+            if toolbox is None:
+                raise LookupError(f"toolbox {toolbox_id} of run {run.id} is gone")
+            credentials = self._context.credentials.for_toolbox(toolbox)
+            members.append(Target(toolbox.id, toolbox.name, credentials))
+        fleet = FleetTarget(tuple(members), str(run.request.get("rollout_id") or ""))
+        extravars = json.loads(self._context.secrets.unseal_from(run, Run.extravars_sealed))
+        return fleet_request(self._context, run.id, fleet, run.action, run.playbook, extravars)
+
     def _run(self, run_id: str) -> runner.ConsoleResult:
         started = utcnow()
         sessions = self._context.sessions
         try:
             request, cancel_pending = self._request(run_id)
 
-            def on_event(event: runner.RunEvent) -> None:
-                run_store.store_event(sessions, event)
+            def publish(event: runner.RunEvent) -> None:
                 bus.publish(self._redis, bus.run_channel(run_id), str(event.seq))
 
+            on_event, gate = on_event_of(sessions, request, publish)
             handle = runner.start_run(request, on_event=on_event)
+            if gate is not None:
+                gate.handle = handle
         except Exception as error:  # nothing ran: say why, never retry
             log.exception("run_could_not_start", extra={"run_id": run_id})
             finished = utcnow()

@@ -1,16 +1,28 @@
-"""/api/v1/toolboxes: import from DigitalOcean, list, detail, ownership."""
+"""/api/v1/toolboxes: import from DigitalOcean, list, detail, ownership; provisioning and
+retirement (api/services/provisioning.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ContextDep, SessionDep, ToolboxDep, UserDep
 from api.monitoring.router import MonitorDep
-from api.schemas.toolboxes import SyncReport, ToolboxDetail, ToolboxOut, ToolboxPatch
+from api.schemas.toolboxes import (
+    ProvisionAccepted,
+    ProvisionToolbox,
+    RetireAccepted,
+    SyncReport,
+    ToolboxDetail,
+    ToolboxOut,
+    ToolboxPatch,
+)
 from api.services import audit, toolboxes
+from api.services.provisioning import ProvisionSpec
+from api.services.runs import run_url
 from api.vault import info as vault_info
 
 router = APIRouter(prefix="/api/v1/toolboxes", tags=["toolboxes"])
@@ -69,3 +81,36 @@ def update_toolbox(
         toolboxes.assign_owner(session, toolbox, body.owner)
     session.commit()
     return ToolboxOut.model_validate(toolbox)
+
+
+@router.post("", status_code=202, response_model=ProvisionAccepted)
+async def provision_toolbox(
+    body: ProvisionToolbox, user: AdminDep, context: ContextDep
+) -> JSONResponse:
+    """Create a toolbox (admin only): its droplet through the DigitalOcean API, with an SSH
+    key of its own; then one run waits for it to boot, pins its host keys, installs the
+    agent and deploys the tools (follow it at the run's events)."""
+    spec = ProvisionSpec(body.name, body.region, body.size, body.tags, body.owner, body.tools)
+    toolbox_id, run_id = await context.provisioner.provision(user, spec)
+    accepted = ProvisionAccepted(toolbox_id=toolbox_id, run_id=run_id)
+    return JSONResponse(
+        accepted.model_dump(), status_code=202, headers={"Location": run_url(run_id)}
+    )
+
+
+@router.delete("/{toolbox_id}", status_code=202, response_model=RetireAccepted)
+async def retire_toolbox(
+    toolbox_id: Annotated[str, Path(max_length=64, description="Toolbox id")],
+    user: AdminDep,
+    context: ContextDep,
+    force: Annotated[
+        bool, Query(description="Destroy the droplet even when a tool could not be stopped")
+    ] = False,
+) -> JSONResponse:
+    """Retire a toolbox (admin only), in one run: stop its tools, destroy its droplet
+    through the DigitalOcean API, erase its SSH key; its runs and audit entries stay."""
+    run_id = await context.provisioner.retire(user, toolbox_id, force=force)
+    accepted = RetireAccepted(run_id=run_id)
+    return JSONResponse(
+        accepted.model_dump(), status_code=202, headers={"Location": run_url(run_id)}
+    )

@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from api.context import Context
-from api.deps import ContextDep, ToolboxDep, UserDep
+from api.deps import ContextDep, SessionDep, ToolboxDep, UserDep
 from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import TOOL_NAME, DeployTool
 from api.schemas.observations import Observation
 from api.services import actions, observe, tool_logs
 from api.services.tool_logs import LOGS_TAIL_MAX
+from api.vault import registries
 
 router = APIRouter(prefix="/api/v1/toolboxes/{toolbox_id}/tools", tags=["tools"])
 
@@ -44,10 +45,13 @@ async def deploy_tool(
     toolbox: ToolboxDep,
     user: UserDep,
     context: ContextDep,
+    session: SessionDep,
     wait: WaitQuery = True,
 ) -> JSONResponse:
-    """Deploy (create or update) a tool instance; verified running with the image."""
-    return await perform(context, toolbox, user, actions.deploy_action(body), wait=wait)
+    """Deploy (create or update) a tool instance; verified running with the image. An image
+    from a registry with a stored login (/api/v1/registries) is pulled with it."""
+    login = await run_in_threadpool(registries.login_for, session, context.secrets, body.image)
+    return await perform(context, toolbox, user, actions.deploy_action(body, login), wait=wait)
 
 
 async def _lifecycle(

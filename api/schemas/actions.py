@@ -130,6 +130,46 @@ def _cpus_limit(value: float) -> float:
     return value
 
 
+class VolumeSpec(_Strict):
+    """A named volume (Docker creates it when missing); host paths are never mounted."""
+
+    name: Annotated[str, StringConstraints(pattern=rules.VOLUME_NAME)] = Field(
+        description="Volume name (not a path)", examples=["echo-data"]
+    )
+    target: Annotated[str, StringConstraints(pattern=rules.VOLUME_TARGET)] = Field(
+        description="Absolute path inside the container", examples=["/data"]
+    )
+    read_only: bool = False
+
+    @field_validator("target")
+    @classmethod
+    def _no_parent(cls, target: str) -> str:
+        if "/.." in target:
+            raise ValueError("the path must not contain '..'")
+        return target
+
+
+def _label_key(key: str) -> str:
+    if key.startswith(rules.LABEL_RESERVED_PREFIX):
+        raise ValueError(
+            f"label keys starting with {rules.LABEL_RESERVED_PREFIX} are the console's own"
+        )
+    return key
+
+
+LabelKey = Annotated[str, StringConstraints(pattern=rules.LABEL_KEY), AfterValidator(_label_key)]
+LabelValue = Annotated[
+    str, StringConstraints(max_length=rules.LABEL_VALUE_MAX_LENGTH), AfterValidator(no_template)
+]
+
+
+def _unique_targets(volumes: list[VolumeSpec]) -> list[VolumeSpec]:
+    targets = [volume.target for volume in volumes]
+    if len(targets) != len(set(targets)):
+        raise ValueError("two volumes are mounted at one target")
+    return volumes
+
+
 class DeployTool(_Strict):
     name: ToolName = Field(description="Instance (container) name")
     image: Annotated[str, StringConstraints(pattern=rules.IMAGE, max_length=rules.IMAGE_MAX_LENGTH)]
@@ -156,6 +196,19 @@ class DeployTool(_Strict):
         int(rules.tool_default("settle_seconds")),
         "Seconds the container must keep running unchanged after it started",
     )
+    volumes: Annotated[list[VolumeSpec], AfterValidator(_unique_targets)] = Field(
+        default_factory=list, max_length=_BOUNDS["volumes"].int_max, description="Named volumes"
+    )
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=_BOUNDS["labels"].int_max, description="Container labels"
+    )
+    log_max_size: Annotated[str, StringConstraints(pattern=rules.LOG_MAX_SIZE)] = Field(
+        default=str(rules.tool_default("log_max_size")),
+        description="Log rotation: size of one log file (100k, 10m; at most 1g)",
+    )
+    log_max_file: int = _int_field(
+        "log_max_file", int(rules.tool_default("log_max_file")), "Log rotation: files kept"
+    )
 
     def extravars(self) -> dict[str, Any]:
         extravars = {
@@ -168,6 +221,10 @@ class DeployTool(_Strict):
             "tool_instance_memory": self.memory,
             "tool_instance_cpus": self.cpus,
             "tool_instance_settle_seconds": self.settle_seconds,
+            "tool_instance_volumes": [volume.model_dump() for volume in self.volumes],
+            "tool_instance_labels": dict(self.labels),
+            "tool_instance_log_max_size": self.log_max_size,
+            "tool_instance_log_max_file": self.log_max_file,
         }
         # Without a health check the role's default ({}) stands: an empty dict would come
         # back from the argument-spec check with every sub-option set to None.

@@ -54,6 +54,14 @@ MEMORY_LIMIT_MIN_BYTES: int = _TOOL["__tool_instance_memory_limit_min_bytes"]
 CPUS_LIMIT_MIN: float = _TOOL["__tool_instance_cpus_limit_min"]
 IPV4: str = _TOOL["__tool_instance_ipv4_pattern"]
 HEALTHCHECK_KINDS: tuple[str, ...] = tuple(_TOOL["__tool_instance_healthcheck_kinds"])
+VOLUME_NAME: str = _TOOL["__tool_instance_volume_name_pattern"]
+VOLUME_TARGET: str = _TOOL["__tool_instance_volume_target_pattern"]
+LABEL_KEY: str = _TOOL["__tool_instance_label_key_pattern"]
+LABEL_RESERVED_PREFIX: str = _TOOL["__tool_instance_label_reserved_prefix"]
+LABEL_VALUE_MAX_LENGTH: int = _TOOL["__tool_instance_label_value_max_length"]
+LOG_MAX_SIZE: str = _TOOL["__tool_instance_log_max_size_pattern"]
+REGISTRY: str = _TOOL["__tool_instance_registry_pattern"]
+REGISTRY_USERNAME: str = _TOOL["__tool_instance_registry_username_pattern"]
 TOOL_BOUNDS: dict[str, Bounds] = {
     name: Bounds(float(bounds["min"]), float(bounds["max"]))
     for name, bounds in _TOOL["__tool_instance_bounds"].items()

@@ -75,5 +75,12 @@ def tool_action(kind: str, name: str) -> Action:
     )
 
 
-def deploy_action(spec: DeployTool) -> Action:
-    return Action("tool.deploy", "tool_deploy.yml", spec.extravars(), spec.public(), spec.name)
+def deploy_action(spec: DeployTool, registry_auth: dict[str, Any] | None = None) -> Action:
+    """The deploy; with `registry_auth` (api/vault/registries.login_for) the role logs in to
+    the image's private registry for the pull. Only the registry's name is kept with the
+    run and its audit entry."""
+    extravars, shown = spec.extravars(), spec.public()
+    if registry_auth:
+        extravars["tool_instance_registry_auth"] = registry_auth
+        shown["registry_login"] = f"{registry_auth['username']}@{registry_auth['registry']}"
+    return Action("tool.deploy", "tool_deploy.yml", extravars, shown, spec.name)

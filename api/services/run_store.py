@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import runner
 from api.errors import ToolboxBusy
-from api.models import AuditEntry, Run, Toolbox, ToolInstance, User, utcnow
+from api.models import AuditEntry, Rollout, Run, Toolbox, ToolInstance, User, utcnow
 from api.models import RunEvent as StoredEvent
 from api.services import audit
 from api.services.actions import Action
@@ -122,6 +122,75 @@ def open_run(
             raise
 
 
+def _release(session: Session, run_id: str) -> None:
+    """Free every toolbox the run holds (one, or each toolbox of a rollout's run)."""
+    session.execute(
+        update(Toolbox).where(Toolbox.active_run_id == run_id).values(active_run_id=None)
+    )
+
+
+def open_fleet_run(
+    sessions: Sessions,
+    run_id: str,
+    *,
+    members: dict[str, str],
+    action: Action,
+    user: User | None,
+    owner: str | None,
+    running: bool = False,
+    extravars_sealed: str | None = None,
+    rollout_id: str | None = None,
+) -> dict[str, str]:
+    """A run over several toolboxes (a rollout): lock each of `members` (toolbox id ->
+    host) that is free and store the run over those, in one transaction; returns the
+    toolboxes skipped as busy, with the reason. ToolboxBusy (nothing stored) when every
+    one is busy. Audited once per locked toolbox, like single runs."""
+    skipped: dict[str, str] = {}
+    with sessions.begin() as session:
+        for toolbox_id in members:
+            try:  # a refused lock wrote nothing: no savepoint needed
+                _take_lock(session, toolbox_id, run_id)
+            except ToolboxBusy as busy:
+                skipped[toolbox_id] = busy.message
+        locked = [tid for tid in members if tid not in skipped]
+        if not locked:
+            raise ToolboxBusy("every targeted toolbox is busy with another run")
+        now = utcnow()
+        session.add(
+            Run(
+                id=run_id,
+                toolbox_id=None,
+                user_id=user.id if user else None,
+                action=action.name,
+                playbook=action.playbook,
+                request={
+                    "hosts": [members[tid] for tid in locked],
+                    "toolbox_ids": locked,
+                    "parameters": action.parameters,
+                    "tool_name": action.tool_name,
+                    "rollout_id": rollout_id,
+                },
+                status="running" if running else "queued",
+                created_at=now,
+                started_at=now if running else None,
+                owner=owner,
+                heartbeat_at=now if owner else None,
+                extravars_sealed=extravars_sealed,
+            )
+        )
+        for toolbox_id in locked:
+            audit.record(
+                session,
+                user=user,
+                action=action.name,
+                outcome="running" if running else "queued",
+                toolbox_id=toolbox_id,
+                run_id=run_id,
+                parameters={**action.parameters, "rollout_id": rollout_id},
+            )
+    return skipped
+
+
 def _audit_entries(session: Session, run_id: str) -> list[AuditEntry]:
     return list(
         session.scalars(
@@ -135,11 +204,7 @@ def _audit_entries(session: Session, run_id: str) -> list[AuditEntry]:
 def abandon(sessions: Sessions, run_id: str, toolbox_id: str, reason: str) -> None:
     """A run refused before it started: unlock, audit as rejected, forget the run."""
     with sessions.begin() as session:
-        session.execute(
-            update(Toolbox)
-            .where(Toolbox.id == toolbox_id, Toolbox.active_run_id == run_id)
-            .values(active_run_id=None)
-        )
+        _release(session, run_id)
         for entry in _audit_entries(session, run_id):
             entry.outcome, entry.run_id, entry.detail = "rejected", None, reason
         run = session.get(Run, run_id)
@@ -183,11 +248,7 @@ def cancel_queued(sessions: Sessions, run_id: str, result: runner.ConsoleResult)
         run.extravars_sealed = None
         for entry in _audit_entries(session, run_id):
             entry.outcome, entry.detail = "canceled", result.error
-        session.execute(
-            update(Toolbox)
-            .where(Toolbox.id == run.toolbox_id, Toolbox.active_run_id == run_id)
-            .values(active_run_id=None)
-        )
+        _release(session, run_id)
         return True
 
 
@@ -205,6 +266,13 @@ def request_cancel(sessions: Sessions, run_id: str) -> bool:
 def status_of(sessions: Sessions, run_id: str) -> str | None:
     with sessions() as session:
         return session.scalar(select(Run.status).where(Run.id == run_id))
+
+
+def rollout_cancel_requested(sessions: Sessions, run_id: str) -> bool:
+    """Whether the rollout this run executes was asked to stop (BatchGate reads it)."""
+    with sessions() as session:
+        asked = session.scalar(select(Rollout.cancel_requested_at).where(Rollout.run_id == run_id))
+        return asked is not None
 
 
 def queued_count(sessions: Sessions) -> int:
@@ -275,11 +343,7 @@ def close_run(sessions: Sessions, run_id: str, result: runner.ConsoleResult) -> 
             for entry in _audit_entries(session, run_id):
                 entry.outcome = result.status
                 entry.detail = result.error or result.message
-        session.execute(
-            update(Toolbox)
-            .where(Toolbox.id == run.toolbox_id, Toolbox.active_run_id == run_id)
-            .values(active_run_id=None)
-        )
+        _release(session, run_id)
         tool_name = (run.request or {}).get("tool_name")
         if ended and (result.success or _left_stopped(result)) and tool_name and run.toolbox_id:
             _apply_tool_outcome(session, run.toolbox_id, run.action, tool_name, result)
@@ -304,7 +368,7 @@ def interrupt(session: Session, runs: list[Run], reason: str, message: str) -> l
     return ids
 
 
-def canceled_before_start(run_id: str, action: str, toolbox_id: str) -> runner.ConsoleResult:
+def canceled_before_start(run_id: str, action: str, toolbox_id: str | None) -> runner.ConsoleResult:
     now = utcnow()
     return runner.ConsoleResult(
         run_id=run_id,
@@ -321,7 +385,7 @@ def canceled_before_start(run_id: str, action: str, toolbox_id: str) -> runner.C
 
 
 def refused(
-    run_id: str, action: str, toolbox_id: str, error: runner.RequestError
+    run_id: str, action: str, toolbox_id: str | None, error: runner.RequestError
 ) -> runner.ConsoleResult:
     now = utcnow()
     return runner.ConsoleResult(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,7 +31,10 @@ from api.services.actions import Action, changes_agent
 from api.services.credentials import SshCredentials
 from api.services.run_store import IN_FLIGHT, run_url
 
-__all__ = ["IN_FLIGHT", "LocalRunManager", "RunManager", "Target", "run_request", "run_url"]
+__all__ = [
+    "IN_FLIGHT", "FleetStart", "FleetTarget", "LocalRunManager", "RunManager", "Target",
+    "run_request", "run_url",
+]  # fmt: skip
 
 log = logging.getLogger("api.runs")
 
@@ -49,6 +54,28 @@ class Target:
     credentials: SshCredentials
 
 
+@dataclass(frozen=True)
+class FleetTarget:
+    """The toolboxes of one run over many (a rollout), read before it starts."""
+
+    members: tuple[Target, ...]
+    rollout_id: str
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        return {member.toolbox_id: member.host for member in self.members}
+
+    def only(self, toolbox_ids: list[str]) -> FleetTarget:
+        kept = tuple(m for m in self.members if m.toolbox_id in toolbox_ids)
+        return FleetTarget(kept, self.rollout_id)
+
+
+@dataclass(frozen=True)
+class FleetStart:
+    run_id: str
+    skipped: dict[str, str]  # toolbox id -> why it was left out (busy)
+
+
 class RunManager(Protocol):
     """Start, cancel, wait for and follow runs, whichever process executes them."""
 
@@ -63,6 +90,13 @@ class RunManager(Protocol):
     async def start(self, target: Target, action: Action, user: User | None) -> str:
         """Store the run and lock the toolbox; returns the run id at once. ToolboxBusy
         when another run holds the toolbox, InvalidInput when the runner refuses it."""
+        ...
+
+    async def start_fleet(
+        self, fleet: FleetTarget, action: Action, user: User | None
+    ) -> FleetStart:
+        """One run over the fleet's free toolboxes, each locked (the busy ones are skipped
+        and returned); ToolboxBusy when none is free."""
         ...
 
     def cancel(self, run_id: str) -> None:
@@ -126,6 +160,92 @@ def validated_request(
     return request
 
 
+def merged_credentials(
+    members: tuple[Target, ...],
+) -> tuple[str | None, dict[str, str], str | None]:
+    """One run's SSH credentials for many toolboxes: the key most of them use, the hosts
+    reached with another key (runner/identities.py: each host offers only its own), and
+    the known_hosts lines of every member."""
+    counts = Counter(m.credentials.private_key for m in members if m.credentials.private_key)
+    default = counts.most_common(1)[0][0] if counts else None
+    others = {
+        m.host: m.credentials.private_key
+        for m in members
+        if m.credentials.private_key and m.credentials.private_key != default
+    }
+    lines = [m.credentials.known_hosts for m in members if m.credentials.known_hosts]
+    return default, others, "\n".join(line.rstrip("\n") for line in lines) or None
+
+
+def fleet_request(
+    context: Context, run_id: str, fleet: FleetTarget, action: str, playbook: str,
+    extravars: dict[str, Any],
+) -> runner.RunRequest:  # fmt: skip
+    """The runner's request for a run over many toolboxes, checked like a single run's
+    (InvalidInput when runner/ refuses it), the same in every executor."""
+    settings = context.settings
+    key, host_keys, known_hosts = merged_credentials(fleet.members)
+    request = runner.RunRequest(
+        playbook=playbook,
+        hosts=[member.host for member in fleet.members],
+        extravars=extravars,
+        inventory=settings.inventory,
+        ssh_private_key=key,
+        host_private_keys=host_keys,
+        known_hosts=known_hosts,
+        timeout=settings.run_timeout,
+        action=action,
+        run_id=run_id,
+        env=toolboxes.run_env(context),
+    )
+    try:
+        runner.validate_request(request)
+    except runner.RequestError as error:
+        raise InvalidInput(error.field, error.message) from error
+    return request
+
+
+class BatchGate:
+    """Stops a rollout's run when its next batch would start after a cancel was asked
+    for (the rollout's `cancel_requested_at`): the batch in progress finishes, the later
+    ones never start. Called with every event, in the runner's thread."""
+
+    def __init__(self, sessions: run_store.Sessions, run_id: str) -> None:
+        self._sessions = sessions
+        self._run_id = run_id
+        self._plays = 0
+        self.handle: runner.RunHandle | None = None
+
+    def __call__(self, event: runner.RunEvent) -> None:
+        if event.type != "play_start":
+            return
+        self._plays += 1
+        stop = self._plays > 1 and self.handle is not None
+        if stop and run_store.rollout_cancel_requested(self._sessions, self._run_id):
+            assert self.handle is not None
+            log.info("rollout_stopped_between_batches", extra={"run_id": self._run_id})
+            self.handle.cancel()
+
+
+def on_event_of(
+    sessions: run_store.Sessions,
+    request: runner.RunRequest,
+    publish: Callable[[runner.RunEvent], None] | None = None,
+) -> tuple[Callable[[runner.RunEvent], None], BatchGate | None]:
+    """What a run does with each event, in every executor: store it (and `publish` it);
+    a rollout's run (no single toolbox) also passes it to its BatchGate."""
+    gate = BatchGate(sessions, str(request.run_id)) if request.toolbox_id is None else None
+
+    def on_event(event: runner.RunEvent) -> None:
+        run_store.store_event(sessions, event)
+        if publish is not None:
+            publish(event)
+        if gate is not None:
+            gate(event)
+
+    return on_event, gate
+
+
 async def confirm_result(
     context: Context, action: str, toolbox_id: str, result: runner.ConsoleResult
 ) -> runner.ConsoleResult:
@@ -170,10 +290,11 @@ class Reaper:
 @dataclass
 class _Live:
     run_id: str
-    toolbox_id: str
+    toolbox_id: str | None  # None for a rollout's run (over `toolbox_ids`)
     action: Action
     request: runner.RunRequest
     loop: asyncio.AbstractEventLoop
+    toolbox_ids: tuple[str, ...] = ()
     handle: runner.RunHandle | None = None
     task: asyncio.Task[runner.ConsoleResult] | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -236,14 +357,52 @@ class LocalRunManager:
             if slotted:
                 self._slots.release()
             raise
-        live = _Live(run_id, target.toolbox_id, action, request, asyncio.get_running_loop())
+        live = _Live(
+            run_id, target.toolbox_id, action, request, asyncio.get_running_loop(),
+            (target.toolbox_id,),
+        )  # fmt: skip
+        self._launch(live, slotted)
+        return run_id
+
+    async def start_fleet(
+        self, fleet: FleetTarget, action: Action, user: User | None
+    ) -> FleetStart:
+        run_id = new_id()
+        fleet_request(self._context, run_id, fleet, action.name, action.playbook, action.extravars)
+        slotted = not self._slots.locked()
+        if slotted:
+            await self._slots.acquire()
+        try:
+            skipped = await run_in_threadpool(
+                functools.partial(
+                    run_store.open_fleet_run, self._context.sessions, run_id,
+                    members=fleet.hosts, action=action, user=user, owner=self.owner,
+                    running=slotted, rollout_id=fleet.rollout_id,
+                )
+            )  # fmt: skip
+        except BaseException:
+            if slotted:
+                self._slots.release()
+            raise
+        locked = fleet.only([tid for tid in fleet.hosts if tid not in skipped])
+        request = fleet_request(
+            self._context, run_id, locked, action.name, action.playbook, action.extravars
+        )
+        live = _Live(
+            run_id, None, action, request, asyncio.get_running_loop(),
+            tuple(m.toolbox_id for m in locked.members),
+        )  # fmt: skip
+        self._launch(live, slotted)
+        return FleetStart(run_id, skipped)
+
+    def _launch(self, live: _Live, slotted: bool) -> None:
+        run_id = live.run_id
         self._live[run_id] = live
         self._heartbeat.add(run_id)
         if not slotted:
             self._queue.append(run_id)
             RUNS_QUEUED.set(len(self._queue))
         live.task = asyncio.create_task(self._execute(live, slotted), name=f"run-{run_id}")
-        return run_id
 
     async def _slot(self, live: _Live) -> bool:
         """Wait for a free slot; False when the run was canceled while it waited."""
@@ -274,9 +433,10 @@ class LocalRunManager:
                     result = await self._run(live, claimed=slotted)
                 finally:
                     self._slots.release()
-                result = await confirm_result(
-                    self._context, live.action.name, live.toolbox_id, result
-                )
+                if live.toolbox_id is not None:
+                    result = await confirm_result(
+                        self._context, live.action.name, live.toolbox_id, result
+                    )
             await run_in_threadpool(
                 run_store.close_run, self._context.sessions, live.run_id, result
             )
@@ -287,10 +447,11 @@ class LocalRunManager:
             self._live.pop(live.run_id, None)
             live.started.set()
         for hook in self.after_run:
-            try:
-                await hook(live.toolbox_id, result)
-            except Exception:
-                log.exception("after_run_hook_failed", extra={"run_id": live.run_id})
+            for toolbox_id in live.toolbox_ids:
+                try:
+                    await hook(toolbox_id, result)
+                except Exception:
+                    log.exception("after_run_hook_failed", extra={"run_id": live.run_id})
         return result
 
     async def _run(self, live: _Live, *, claimed: bool) -> runner.ConsoleResult:
@@ -300,10 +461,11 @@ class LocalRunManager:
         ):
             # Written off while it waited (the reaper saw no heartbeat): never start it.
             return run_store.canceled_before_start(live.run_id, live.action.name, live.toolbox_id)
+        on_event, gate = on_event_of(sessions, live.request)
         try:
-            live.handle = runner.start_run(
-                live.request, on_event=lambda event: run_store.store_event(sessions, event)
-            )
+            live.handle = runner.start_run(live.request, on_event=on_event)
+            if gate is not None:
+                gate.handle = live.handle
         except runner.RequestError as error:  # validated at start: the world changed since
             return run_store.refused(live.run_id, live.action.name, live.toolbox_id, error)
         finally:

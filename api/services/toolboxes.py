@@ -117,6 +117,7 @@ def import_droplets(
         toolbox.address = droplet.public_ipv4
         toolbox.region = droplet.region
         toolbox.droplet_status = droplet.status
+        toolbox.tags = list(droplet.tags)
         toolbox.removed_at = None
         owner = _owner_from_tags(session, droplet.tags)
         if owner is not None:

@@ -62,3 +62,19 @@ class VaultCheck(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sealed: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RegistryCredential(Base):
+    """The login the console uses to pull from one private registry (`host[:port]`, as in
+    an image reference). The password is sealed for its row (api/secret_box) and only ever
+    leaves the vault as a deploy's extra variable (no_log in the role)."""
+
+    __tablename__ = "registry_credentials"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    host: Mapped[str] = mapped_column(String(255), unique=True)  # the registry: host[:port]
+    username: Mapped[str] = mapped_column(String(128))
+    password_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))

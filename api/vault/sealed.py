@@ -14,7 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from api.models import Run, Toolbox
 from api.secret_box import column_binding
 from api.vault.crypto import FORMAT_V1, Keyring, SealError, sealed_key_id, sealed_version
-from api.vault.models import ToolboxSshKey, VaultCheck
+from api.vault.models import RegistryCredential, ToolboxSshKey, VaultCheck
 
 # Written by api/secret_box.py before the vault existed: not encrypted, only marked.
 LEGACY_PLAIN = "plain:"
@@ -24,6 +24,7 @@ SEALED_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
     ToolboxSshKey.private_key_sealed,
     Run.extravars_sealed,  # only while a run waits for or runs on a worker
     VaultCheck.sealed,
+    RegistryCredential.password_sealed,
 )
 
 

@@ -20,6 +20,7 @@ from api.web import (
     login,
     logs,
     maintenance,
+    rollouts,
     toolbox_list,
     toolbox_page,
 )
@@ -50,5 +51,6 @@ def install(app: FastAPI) -> None:
         alerts,
         maintenance,
         charts,
+        rollouts,
     ):
         app.include_router(module.router)

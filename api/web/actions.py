@@ -23,6 +23,7 @@ from api.schemas.runs import RunOut
 from api.services import actions, run_follow, run_history
 from api.services.actions import Action
 from api.services.execution import start
+from api.vault import registries
 from api.web.auth import BrowserDep, PostingBrowserDep
 from api.web.deploy_form import DeployForm
 from api.web.templating import render
@@ -122,7 +123,8 @@ async def deploy(
         return render(request, "_deploy_form.html", values, status_code=422)
     try:
         toolbox = await run_in_threadpool(_toolbox, db, browser.user, toolbox_id)
-        run_id = await start(context, toolbox, browser.user, actions.deploy_action(spec))
+        login = await run_in_threadpool(registries.login_for, db, context.secrets, spec.image)
+        run_id = await start(context, toolbox, browser.user, actions.deploy_action(spec, login))
     except InvalidInput as invalid:
         form.report_field(str(invalid.extra.get("field", "form")), invalid.message)
         return render(request, "_deploy_form.html", values, status_code=422)

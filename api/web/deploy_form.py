@@ -23,6 +23,10 @@ FIELDS = (
     "memory",
     "cpus",
     "settle_seconds",
+    "volumes",
+    "labels",
+    "log_max_size",
+    "log_max_file",
     "health_command",
     "health_interval",
     "health_timeout",
@@ -44,11 +48,17 @@ _PORT = re.compile(
     r"^(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}):)?(?P<host>\d{1,5}):(?P<container>\d{1,5})"
     r"(?:/(?P<protocol>tcp|udp))?$"
 )
-_ITEM = {"ports": "port", "command": "argument"}
+_ITEM = {"ports": "port", "command": "argument", "volumes": "volume"}
+# NAME:/path or NAME:/path:ro (the path's own rules are the API's, from the role).
+_VOLUME = re.compile(r"^(?P<name>[^:\s]+):(?P<target>[^:\s]+)(?::(?P<mode>ro|rw))?$")
 _FRIENDLY = {
     "name": "use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
     "image": "not an image reference such as dtma-tool-echo:1.0 or registry/app:2",
     "memory": "a size such as 256m or 1g (k, m, g), or 0 for no limit",
+    "log_max_size": "a size such as 100k or 10m, at most 1g",
+    "volumes": "NAME:/path: a volume name (letters, digits, . _ -, never a host path) at an "
+    "absolute path inside the container",
+    "labels": "keys are lowercase letters, digits, '.', '/', '_' or '-', like com.example.team",
 }
 
 
@@ -76,6 +86,7 @@ def _health_default(name: str) -> float:
 NUMBERS = {
     "cpus": _number("cpus", 0, step="0.01"),
     "settle_seconds": _number("settle_seconds", float(rules.tool_default("settle_seconds"))),
+    "log_max_file": _number("log_max_file", float(rules.tool_default("log_max_file"))),
     "health_interval": _number("healthcheck_interval", _health_default("interval_seconds")),
     "health_timeout": _number("healthcheck_timeout", _health_default("timeout_seconds")),
     "health_retries": _number("healthcheck_retries", _health_default("retries")),
@@ -91,6 +102,7 @@ class DeployForm:
     errors: dict[str, str] = field(default_factory=dict)
 
     numbers = NUMBERS
+    log_default = str(rules.tool_default("log_max_size"))
 
     @classmethod
     def empty(cls) -> DeployForm:
@@ -113,9 +125,16 @@ class DeployForm:
             "env": self._env(),
             "command": self._command(),
         }
-        if self.values["memory"]:
-            body["memory"] = self.values["memory"]
-        for name in ("cpus", "settle_seconds"):
+        for name in ("memory", "log_max_size"):
+            if self.values[name]:
+                body[name] = self.values[name]
+        volumes = self._volumes()
+        if volumes:
+            body["volumes"] = volumes
+        labels = self._pairs("labels", "key=value")
+        if labels:
+            body["labels"] = labels
+        for name in ("cpus", "settle_seconds", "log_max_file"):
             if self.values[name]:
                 body[name] = self._number(name, whole=name != "cpus")
         healthcheck = self._healthcheck()
@@ -178,16 +197,34 @@ class DeployForm:
         return ports
 
     def _env(self) -> dict[str, str]:
-        env = {}
-        for number, line in enumerate(self.values["env"].splitlines(), start=1):
+        return self._pairs("env", "KEY=VALUE")
+
+    def _pairs(self, name: str, shape: str) -> dict[str, str]:
+        """KEY=VALUE lines (the environment, labels)."""
+        pairs = {}
+        for number, line in enumerate(self.values[name].splitlines(), start=1):
             if not line.strip():
                 continue
             key, sep, value = line.partition("=")
             if not sep or not key.strip():
-                self.error("env", f"line {number}: expected KEY=VALUE")
+                self.error(name, f"line {number}: expected {shape}")
                 continue
-            env[key.strip()] = value
-        return env
+            pairs[key.strip()] = value
+        return pairs
+
+    def _volumes(self) -> list[dict[str, Any]]:
+        volumes = []
+        for line in self.values["volumes"].splitlines():
+            entry = line.strip()
+            if not entry:
+                continue
+            match = _VOLUME.match(entry)
+            if match is None:
+                self.error("volumes", f"'{entry}' is not NAME:/path or NAME:/path:ro")
+                continue
+            volumes.append({"name": match["name"], "target": match["target"],
+                            "read_only": match["mode"] == "ro"})  # fmt: skip
+        return volumes
 
     def _command(self) -> list[str]:
         try:

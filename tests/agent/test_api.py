@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -354,3 +356,39 @@ def test_plain_http_only_when_asked_for_explicitly(tmp_path: Path) -> None:
         assert httpx.get(f"{running.url}/health", timeout=5).json()["status"] == "ok"
     finally:
         stop_agent(running)
+
+
+def test_pipelined_requests_are_answered_in_order(agent: AgentProcess) -> None:
+    """The console writes several requests at once on one connection (DESIGN.md, one agent
+    client): the answers come back whole and in order."""
+    host, port = agent.url.removeprefix("https://").split(":")
+    asked = ["/health", "/status", "/health", "/system"]
+    raw = b"".join(
+        f"GET {p} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {agent.token}\r\n\r\n".encode()
+        for p in asked
+    )
+    context: ssl.SSLContext = agent.certificate.context()
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as plain,
+        context.wrap_socket(plain) as tls,
+    ):
+        tls.sendall(raw)
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < len(asked):
+            chunk = tls.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.count(b'"status":"ok"') == 2
+    assert received.index(b'"uptime_seconds"') < received.index(b'"hostname"')
+
+
+def test_the_agent_imports_neither_a_web_framework_nor_the_docker_sdk() -> None:
+    """What keeps its idle RSS low (issue 16): everything the serving agent imports."""
+    probe = (
+        "import sys, dtma_agent.__main__, dtma_agent.app, dtma_agent.server; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    loaded = set(done.stdout.split())
+    assert {"dtma_agent", "h11", "psutil", "asyncio", "ssl"} <= loaded, done.stderr
+    assert not loaded & {"fastapi", "starlette", "pydantic", "uvicorn", "docker", "requests"}

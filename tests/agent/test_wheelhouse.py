@@ -53,8 +53,11 @@ def locked_versions() -> dict[str, str]:
 def test_pins_are_the_agents_locked_closure_only() -> None:
     pins = dict(pin.split("==") for pin in builder.locked_pins(PROJECT_ROOT / "uv.lock"))
     locked = locked_versions()
-    for name in ["fastapi", "uvicorn", "docker", "psutil", "pydantic", "pydantic-core", "requests"]:
+    for name in ["h11", "psutil"]:
         assert pins[name] == locked[name]
+    # Agent 1.3.0 dropped the web framework and the Docker SDK (idle RSS, issue 16).
+    for gone in ["fastapi", "uvicorn", "docker", "pydantic", "pydantic-core", "requests"]:
+        assert gone not in pins
     assert "ansible" not in pins
     assert "sqlalchemy" not in pins
     assert "dtma-agent" not in pins
@@ -65,9 +68,10 @@ def test_wheelhouse_holds_the_agent_and_binary_wheels_for_cpython_311(wheelhouse
     wheels = sorted(p.name for p in wheelhouse.glob("*.whl"))
     assert f"dtma_agent-{__version__}-py3-none-any.whl" in wheels
     locked = locked_versions()
-    core = [w for w in wheels if w.startswith(f"pydantic_core-{locked['pydantic-core']}-")]
-    assert core and "cp311" in core[0] and "manylinux" in core[0] and "x86_64" in core[0]
-    assert any(w.startswith(f"psutil-{locked['psutil']}-") and "manylinux" in w for w in wheels)
+    binary = [w for w in wheels if w.startswith(f"psutil-{locked['psutil']}-")]
+    assert binary and "manylinux" in binary[0] and "x86_64" in binary[0]
+    assert f"h11-{locked['h11']}-py3-none-any.whl" in wheels
+    assert len(wheels) == 3  # the agent, h11, psutil: nothing else
     with tarfile.open(wheelhouse / builder.ARCHIVE) as archive:
         assert sorted(archive.getnames()) == wheels
 

@@ -19,9 +19,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[str]:
-    """Yields the base URL while uvicorn serves `app` in a thread."""
-    port = free_port()
+def live_server(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """Yields the base URL while uvicorn serves `app` in a thread (on `port`, or a free one)."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
     )

@@ -86,6 +86,9 @@ def test_the_argument_specs_document_the_bounds_that_apply() -> None:
         "healthcheck_timeout": ("tool_instance_healthcheck", "timeout"),
         "healthcheck_retries": ("tool_instance_healthcheck", "retries"),
         "healthcheck_start_period": ("tool_instance_healthcheck", "start_period"),
+        "log_max_file": ("tool_instance_log_max_file",),
+        "volumes": ("tool_instance_volumes",),
+        "labels": ("tool_instance_labels",),
     }
     assert set(where) == set(rules.TOOL_BOUNDS)
     for bound, path in where.items():

@@ -133,6 +133,11 @@ def main_pid(droplet: Droplet) -> int:
     return int(docker_exec(droplet, "systemctl show -p MainPID --value dtma.service") or 0)
 
 
+def unit_type(droplet: Droplet) -> str:
+    """The Type= systemd runs dtma.service with (notify from agent 1.3.0 on)."""
+    return docker_exec(droplet, "systemctl show -p Type --value dtma.service")
+
+
 def certificate_of(droplet: Droplet) -> str:
     """The agent's TLS certificate on the droplet (PEM; where the role keeps it)."""
     return docker_exec(droplet, "cat /etc/dtma/tls/agent.crt 2>/dev/null")
@@ -165,9 +170,10 @@ def current_release(droplet: Droplet) -> str:
     return Path(docker_exec(droplet, "readlink /opt/dtma/current")).name
 
 
-def make_release(base: Path, version: str, broken: bool = False) -> Release:
+def make_release(base: Path, version: str, broken: bool = False, notifies: bool = True) -> Release:
     """A git repository holding a copy of agent/ with another version (and, if broken, an
-    agent that cannot start), usable as a source directory or as a git source."""
+    agent that cannot start; without notifies, one that never tells systemd it is ready, as
+    agents before 1.3.0), usable as a source directory or as a git source."""
     repo = base / "repo"
     shutil.copytree(
         PROJECT_ROOT / "agent",
@@ -180,6 +186,10 @@ def make_release(base: Path, version: str, broken: bool = False) -> Release:
     if broken:
         with (repo / "agent" / "dtma_agent" / "app.py").open("a") as app:
             app.write('\nraise RuntimeError("deliberately broken release")\n')
+    if not notifies:
+        (repo / "agent" / "dtma_agent" / "notify.py").write_text(
+            "def notify(state, environ=None):\n    return False\n"
+        )
     git = ["git", "-C", str(repo), "-c", "user.name=dtma-tests", "-c", "user.email=tests@dtma"]
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", version]):
         subprocess.run([*git, *args], check=True, capture_output=True)
@@ -189,6 +199,14 @@ def make_release(base: Path, version: str, broken: bool = False) -> Release:
 @pytest.fixture(scope="session")
 def newer_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     return make_release(tmp_path_factory.mktemp("release-newer"), f"{BASE_VERSION}+test.newer")
+
+
+@pytest.fixture(scope="session")
+def legacy_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """A release older than readiness notification (1.3.0) whose agent never notifies."""
+    return make_release(
+        tmp_path_factory.mktemp("release-legacy"), "1.2.9+test.legacy", notifies=False
+    )
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from .conftest import (
     pinned,
     token_of,
     uninstall_agent,
+    unit_type,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -74,6 +75,8 @@ def test_restart_changes_the_main_pid_and_the_agent_answers(
     assert result["healthy"] is True and result["version_after"] == BASE_VERSION
     answer = health(droplet)
     assert answer is not None and answer["version"] == BASE_VERSION
+    # Ready means ready: systemd waits for the agent's READY=1 (issue 16, item 3).
+    assert unit_type(droplet) == "notify"
 
 
 def test_status_reports_every_healthy_agent(
@@ -162,6 +165,36 @@ def test_rollback_returns_to_the_previous_or_a_named_release(
     assert answer is not None and answer["version"] == BASE_VERSION
 
 
+def test_a_release_that_does_not_notify_gets_a_plain_unit_and_back(
+    installed: PlaybookRun,
+    fresh_fleet: SandboxInfo,
+    run_playbook: RunPlaybook,
+    legacy_release: Release,
+) -> None:
+    """Agents before 1.3.0 never send READY=1: a Type=notify unit would hang their start
+    until TimeoutStartSec and fail it. The role writes the unit type the release supports."""
+    droplet = fresh_fleet.droplets[2]
+    down = run_playbook(
+        "dtma_redeploy.yml",
+        limit=droplet.name,
+        dtma_agent_source_dir=str(legacy_release.source),
+        dtma_wheelhouse_root=str(legacy_release.wheelhouse_root),
+        dtma_health_timeout=8,
+    )
+    assert down.rc == 0, down.failures()
+    assert down.results[droplet.name]["version_after"] == legacy_release.version
+    assert unit_type(droplet) == "exec"
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == legacy_release.version
+
+    back = run_playbook("dtma_rollback.yml", limit=droplet.name)
+    assert back.rc == 0, back.failures()
+    assert back.results[droplet.name]["version_after"] == BASE_VERSION
+    assert unit_type(droplet) == "notify"
+    answer = health(droplet)
+    assert answer is not None and answer["version"] == BASE_VERSION
+
+
 def test_a_broken_release_rolls_back_and_the_run_fails_with_the_reason(
     installed: PlaybookRun,
     fresh_fleet: SandboxInfo,
@@ -174,8 +207,7 @@ def test_a_broken_release_rolls_back_and_the_run_fails_with_the_reason(
         limit=droplet.name,
         dtma_agent_source_dir=str(broken_release.source),
         dtma_wheelhouse_root=str(broken_release.wheelhouse_root),
-        dtma_health_timeout=8,
-    )
+    )  # it exits before READY=1: the restart fails at once, whatever dtma_health_timeout
     assert run.rc != 0
     result = run.results[droplet.name]
     assert result["rolled_back"] is True
@@ -240,7 +272,7 @@ DROP_IN = "/etc/systemd/system/dtma.service.d"
 
 
 def make_short_lived(droplet: Droplet) -> None:
-    """The agent exits 1.5 s after it starts serving, every time systemd starts it."""
+    """The agent exits 1.5 s after it first answers /health, every time systemd starts it."""
     docker_exec(droplet, f"mkdir -p /opt/dtma/short-lived {DROP_IN}")
     subprocess.run(
         ["docker", "cp", str(SHORT_LIVED),

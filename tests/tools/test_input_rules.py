@@ -50,6 +50,16 @@ def _edge(side: str) -> dict[str, Any]:
         "memory": "6m" if side == "min" else "999999999999g",
         "cpus": rules.CPUS_LIMIT_MIN if side == "min" else BOUNDS["cpus"].max,
         "settle_seconds": pick(BOUNDS["settle_seconds"]),
+        "volumes": [
+            {"name": "v" if side == "min" else "V" * 128, "target": f"/data{n}", "read_only": True}
+            for n in range(1 if side == "min" else BOUNDS["volumes"].int_max)
+        ],
+        "labels": {
+            ("a" if side == "min" else f"com.example.{n}"): "" if side == "min" else "x" * 1000
+            for n in range(1 if side == "min" else BOUNDS["labels"].int_max)
+        },
+        "log_max_size": "1k" if side == "min" else "1g",
+        "log_max_file": pick(BOUNDS["log_max_file"]),
         "healthcheck": {
             "test": CHECK,
             "interval_seconds": interval,

@@ -1,5 +1,6 @@
-"""The Deploy form's health check, settle time and limits: problems the server finds are
-shown at their fields (nothing starts), and a good form deploys exactly what it says."""
+"""The Deploy form's health check, settle time, limits, volumes, labels and log rotation:
+problems the server finds are shown at their fields (nothing starts), and a good form deploys
+exactly what it says."""
 
 from __future__ import annotations
 
@@ -35,7 +36,14 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
     # Within the browser's bounds, but the first result would come too late to verify.
     page.locator("#deploy-health_interval").fill("30")
     page.locator("#deploy-health_timeout").fill("10")
+    page.locator("#deploy-volumes").fill("/etc:/host-etc")
+    page.locator("#deploy-labels").fill("dtma.managed=false")
+    page.locator("#deploy-log_max_size").fill("5g")
     page.locator("#deploy-form button[type=submit]").click()
+    expect(page.locator("[data-field=volumes] .error")).to_contain_text("never a host path")
+    expect(page.locator("[data-field=labels] .error")).to_contain_text("the console's own")
+    expect(page.locator("[data-field=log_max_size] .error")).to_contain_text("at most 1g")
+    expect(page.locator("#deploy-volumes")).to_have_value("/etc:/host-etc")
     expect(page.locator("[data-field=memory] .error")).to_contain_text("at least 6m")
     expect(page.locator("[data-field=health_interval] .error")).to_contain_text(
         "the first result would come after"
@@ -50,6 +58,10 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
     page.locator("#deploy-health_interval").fill("1")
     page.locator("#deploy-health_timeout").fill("2")
     page.locator("#deploy-health_retries").fill("2")
+    page.locator("#deploy-volumes").fill("wt-health-data:/data\nwt-health-conf:/conf:ro")
+    page.locator("#deploy-labels").fill("com.example.team=ops")
+    page.locator("#deploy-log_max_size").fill("2m")
+    page.locator("#deploy-log_max_file").fill("4")
     page.locator("#deploy-form button[type=submit]").click()
     card = new_card(page, before)
     expect(card.locator(".what")).to_contain_text("Deploy wt-health")
@@ -58,6 +70,15 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
         inspected = json.loads(
             in_droplet(container, "docker", "inspect", "--type", "container", "wt-health").stdout
         )[0]
+        assert inspected["HostConfig"]["LogConfig"] == {
+            "Type": "json-file",
+            "Config": {"max-size": "2m", "max-file": "4"},
+        }
+        assert {(m["Name"], m["Destination"], m["RW"]) for m in inspected["Mounts"]} == {
+            ("wt-health-data", "/data", True),
+            ("wt-health-conf", "/conf", False),
+        }
+        assert inspected["Config"]["Labels"]["com.example.team"] == "ops"
         assert inspected["State"]["Health"]["Status"] == "healthy"
         check = inspected["Config"]["Healthcheck"]
         assert check["Test"] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
@@ -68,3 +89,4 @@ def test_deploy_with_a_health_check_settle_time_and_limits(
     finally:
         with console.http() as http:
             http.delete(f"/api/v1/toolboxes/{console.toolboxes['toolbox-2']}/tools/wt-health")
+        in_droplet(container, "docker", "volume", "rm", "wt-health-data", "wt-health-conf")
