@@ -1,7 +1,9 @@
 """Who may reach the agent, as an operator sets it with the dtma role: the optional firewall
 (dtma_agent_allowed_sources) and token rotation (playbooks/dtma_token_rotate.yml), each
 checked from outside the playbook: from the host through the published port (the console's
-path), from another droplet over the Docker network, and on the droplet itself."""
+path), from another droplet over the Docker network, and on the droplet itself. Named to run
+after test_role.py, whose first test reads the session install's PIDs (a rotation restarts
+an agent)."""
 
 from __future__ import annotations
 
