@@ -8,6 +8,7 @@
 #
 # Two runs side by side (two engineers on one machine) stay apart with DTMA_TEST_SLOT
 # (default 0): it shifts the fleets' loopback nets, emulator ports and container names.
+# Each area ends with its 15 slowest tests (where the suite's time goes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +32,7 @@ for area in "${areas[@]}"; do
     DTMA_SANDBOX_NET="127.0.$((net_base + index))" \
     DTMA_SANDBOX_API_PORT="$((port_base + index))" \
     DTMA_SANDBOX_PREFIX="$name_tag-$area-" \
-        .venv/bin/pytest "tests/$area" ${PYTEST_ARGS:-}
+        .venv/bin/pytest "tests/$area" --durations=15 ${PYTEST_ARGS:-}
     status=$?
     echo "== tests/$area: exit $status in $((SECONDS - started)) s"
     [ $status -eq 0 ] || failed+=("$area")
