@@ -38,7 +38,11 @@ molecule: bootstrap
 bench: image ## Side-by-side benchmarks on the sandbox (ratios)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-down: ## Stop the sandbox fleet and its emulator
+down: ## Stop the demo console (by its PID), then the sandbox fleet and its emulator
+	@if [ -f .data/console.pid ] && kill -0 "$$(cat .data/console.pid)" 2>/dev/null; then \
+		kill "$$(cat .data/console.pid)"; \
+		for _ in $$(seq 1 150); do kill -0 "$$(cat .data/console.pid)" 2>/dev/null || break; sleep 0.2; done; \
+	fi; rm -f .data/console.pid
 	$(BIN)/dtma-console sandbox down
 
 clean: down
