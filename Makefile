@@ -21,7 +21,8 @@ demo-distributed: image ## Sandbox fleet + Redis + PostgreSQL + 2 workers + 2 co
 down-distributed: ## Stop what demo-distributed started (by PID)
 	@bash scripts/demo-distributed.sh down
 
-test: image lint pytest molecule ## The whole suite, as CI runs it
+test: image lint ## The whole suite, as CI runs it: every tests/<area> and Molecule, in parallel lanes
+	@PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/pytest-areas.sh --with-molecule
 
 lint: bootstrap
 	$(BIN)/ruff check .
