@@ -97,12 +97,24 @@ lane() {
     done
 }
 
+# Each lane in a process group of its own (set -m), so that an INT or TERM of this script
+# reaches every area: the trap passes it on as SIGTERM (a background job may ignore SIGINT),
+# which tests/conftest.py turns into pytest's teardown (fleets removed).
+set -m
 started=$SECONDS
 pids=()
 for lane_number in $(seq 1 "$lanes"); do
     lane "$lane_number" &
     pids+=($!)
 done
+stop_lanes() {
+    trap - INT TERM
+    echo "== interrupted: stopping the lanes (each area tears its fleet down)"
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+    wait
+    exit 130
+}
+trap stop_lanes INT TERM
 wait "${pids[@]}"
 
 failed=()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,15 @@ if not os.environ.get("DTMA_MASTER_KEY") and not os.environ.get("DTMA_MASTER_KEY
     os.environ["DTMA_MASTER_KEY_FILE"] = str(_MASTER_KEY_DIR / "master.key")
 
 
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+# SIGTERM ends a test session like Ctrl-C: with its teardown, so its fleets and servers go.
+# scripts/pytest-areas.sh stops its lanes this way (a background job ignores SIGINT).
+signal.signal(signal.SIGTERM, _interrupted)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_MASTER_KEY_DIR, ignore_errors=True)
 
@@ -43,14 +54,24 @@ def sandbox_config() -> SandboxConfig:
     return SandboxConfig.from_env()
 
 
+@contextmanager
+def session_fleet(config: SandboxConfig, droplets: int) -> Iterator[fleet.SandboxInfo]:
+    """toolbox-1..N up and answering SSH; torn down at the end only if this session made it
+    (and not with DTMA_KEEP_SANDBOX), also when the session is interrupted while it comes up."""
+    was_running = fleet.status(config)["emulator"]["running"]
+    owned = not was_running and not os.environ.get("DTMA_KEEP_SANDBOX")
+    try:
+        yield fleet.up(config, droplets)
+    finally:
+        if owned:
+            fleet.down(config)
+
+
 @pytest.fixture(scope="session")
 def sandbox(sandbox_config: SandboxConfig) -> Iterator[fleet.SandboxInfo]:
-    """toolbox-1..3 up and answering SSH; torn down at the end only if this session made it."""
-    was_running = fleet.status(sandbox_config)["emulator"]["running"]
-    info = fleet.up(sandbox_config, SANDBOX_DROPLETS)
-    yield info
-    if not was_running and not os.environ.get("DTMA_KEEP_SANDBOX"):
-        fleet.down(sandbox_config)
+    """toolbox-1..3 (DTMA_TEST_DROPLETS) for the area's session."""
+    with session_fleet(sandbox_config, SANDBOX_DROPLETS) as info:
+        yield info
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ what it does to it — random deploys, agent restarts — stays out of every oth
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,14 +10,12 @@ import pytest
 from sandbox import fleet
 from sandbox.config import SandboxConfig
 from tests.api.conftest import console, toolboxes
+from tests.conftest import session_fleet
 
 __all__ = ["console", "toolboxes"]  # the served console and its toolboxes, as in tests/api
 
 
 @pytest.fixture(scope="session")
 def sandbox(sandbox_config: SandboxConfig) -> Iterator[fleet.SandboxInfo]:
-    was_running = fleet.status(sandbox_config)["emulator"]["running"]
-    info = fleet.up(sandbox_config, 1)
-    yield info
-    if not was_running and not os.environ.get("DTMA_KEEP_SANDBOX"):
-        fleet.down(sandbox_config)
+    with session_fleet(sandbox_config, 1) as info:
+        yield info

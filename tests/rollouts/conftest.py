@@ -26,10 +26,10 @@ from api.app import create_app
 from api.db import session_scope
 from api.services import users
 from api.settings import Settings
-from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 from sandbox.fleet import SandboxInfo
 from tests.api.server import live_server
+from tests.conftest import session_fleet
 from tests.dtma.conftest import Release, health, make_release
 
 DROPLETS = 5
@@ -54,11 +54,8 @@ def _port() -> int:
 @pytest.fixture(scope="session")
 def sandbox(sandbox_config: SandboxConfig) -> Iterator[SandboxInfo]:
     """Five droplets (the session default is three)."""
-    was_running = fleet.status(sandbox_config)["emulator"]["running"]
-    info = fleet.up(sandbox_config, DROPLETS)
-    yield info
-    if not was_running and not os.environ.get("DTMA_KEEP_SANDBOX"):
-        fleet.down(sandbox_config)
+    with session_fleet(sandbox_config, DROPLETS) as info:
+        yield info
 
 
 @dataclass
