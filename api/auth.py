@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from api.auth_jwt import user_from_jwt
 from api.errors import Unauthorized
@@ -65,7 +65,10 @@ def refusal(row: ApiToken, now: datetime) -> Unauthorized | None:
 
 def _user_from_api_token(session: Session, token: str) -> User:
     digest = hash_token(token)
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    # One indexed query for the token and its user (not a second one for `row.user`).
+    row = session.scalar(
+        select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_hash == digest)
+    )
     # The lookup is by hash; compare again in constant time so timing says nothing.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("invalid API token")

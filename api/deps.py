@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import authenticate
 from api.context import Context
@@ -85,3 +86,32 @@ def owned_toolbox(
 
 
 ToolboxDep = Annotated[Toolbox, Depends(owned_toolbox)]
+
+
+def _readable(context: Context, authorization: str | None, toolbox_id: str) -> tuple[str, Toolbox]:
+    """The caller and the toolbox it may read, in one session closed before returning."""
+    with context.sessions() as session:
+        user = authenticate(session, context.settings, authorization)
+        toolbox = visible_toolbox(session, user, toolbox_id)
+        session.commit()  # the token's last use, when it is due (api/auth.py)
+        return user.id, toolbox
+
+
+async def readable_toolbox(
+    request: Request,
+    toolbox_id: Annotated[str, Path(max_length=64, description="Toolbox id")],
+    context: ContextDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Toolbox:
+    """owned_toolbox for the read routes, the console's hottest path: authentication and
+    ownership in one worker-thread hop and one short session (not a session, a caller and a
+    toolbox each resolved in a thread of their own). The toolbox comes detached, its columns
+    loaded: the read waits on the network holding no database connection."""
+    user_id, toolbox = await run_in_threadpool(
+        _readable, context, request.headers.get("authorization"), toolbox_id
+    )
+    request.state.user_id = user_id
+    return toolbox
+
+
+ReadableToolboxDep = Annotated[Toolbox, Depends(readable_toolbox)]

@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 import psutil
+from bench_agent import AGENT_PORT, agent_access  # bench/ is on sys.path (run as a script)
 
 from api.vault.crypto import generate_master_key
 from api.vault.master import write_key_file
@@ -44,6 +45,8 @@ from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 
 ROUNDS = max(1, min(int(os.environ.get("BENCH_ROUNDS", "5")), 30))
+# BENCH_PARTS=reads measures the reads only (no tool deployed, no restarts).
+PARTS = set(os.environ.get("BENCH_PARTS", "restart,reads").split(","))
 REQUESTS = max(10, min(int(os.environ.get("BENCH_REQUESTS", "300")), 10_000))
 CONCURRENCY = (8, 32)
 INSTANCE = "bench-api-echo"
@@ -154,17 +157,20 @@ def main() -> None:
                 toolbox = next(t for t in listed if t["name"] == "toolbox-1")
                 tools = f"/api/v1/toolboxes/{toolbox['id']}/tools"
                 _ok(http.post(f"/api/v1/toolboxes/{toolbox['id']}/dtma/install"))
-                _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
-                try:
-                    _restarts(http, tools, droplet.container, sandbox)
+                if "restart" in PARTS:
+                    _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
+                    try:
+                        _restarts(http, tools, droplet.container, sandbox)
+                    finally:
+                        _ok(http.delete(f"{tools}/{INSTANCE}"))
+                if "reads" in PARTS:
+                    _agent_alone(sandbox, droplet)
                     _status(base, token, toolbox["id"], psutil.Process(process.pid), "live")
                     _stop(process)
                     cached_env = {**env, "DTMA_READ_FRESH_SECONDS": "60"}
                     process = _serve(cached_env, workdir / "console.log")
                     server = psutil.Process(process.pid)
                     _status(base, token, toolbox["id"], server, "fresh-cached")
-                finally:
-                    _ok(http.delete(f"{tools}/{INSTANCE}"))
         finally:
             _stop(process)
 
@@ -228,6 +234,28 @@ def _restarts(http: httpx.Client, tools: str, container: str, sandbox: fleet.San
     )
 
 
+def _agent_alone(sandbox: fleet.SandboxInfo, droplet: fleet.Droplet) -> None:
+    """The agent's own `GET /status`, asked directly (its token and pinned certificate read
+    off the droplet, one kept-alive connection): what a live read through the console is
+    compared with."""
+    token, verify = agent_access(sandbox, droplet.name)
+    url = f"https://{droplet.address}:{AGENT_PORT}/status"
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(headers=headers, timeout=30, verify=verify) as http:
+
+        def one() -> float:
+            started = time.perf_counter()
+            http.get(url).raise_for_status()
+            return time.perf_counter() - started
+
+        for _ in range(10):
+            one()
+        latencies = [one() for _ in range(REQUESTS)]
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    print(f"agent alone GET /status, {REQUESTS} sequential requests:")
+    print(f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms")
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
@@ -262,13 +290,20 @@ def _status(base: str, token: str, toolbox_id: str, server: psutil.Process, mode
         f"{cpu_per_request * 1000:.1f} ms per request"
     )
     for clients in CONCURRENCY:
-        rate = _throughput(base, headers, one, clients)
-        print(f"  {rate:7.1f} requests/s with {clients} concurrent clients")
+        cpu_before, client_before = _cpu_seconds(server), time.process_time()
+        rate, count = _throughput(base, headers, one, clients)
+        console = (_cpu_seconds(server) - cpu_before) / count
+        client = (time.process_time() - client_before) / count
+        print(
+            f"  {rate:7.1f} requests/s with {clients} concurrent clients   CPU per request: "
+            f"console {console * 1000:.1f} ms, this benchmark's clients {client * 1000:.1f} ms"
+        )
 
 
 def _throughput(
     base: str, headers: dict[str, str], one: Callable[[httpx.Client], float], clients: int
-) -> float:
+) -> tuple[float, int]:
+    """Requests/s of `clients` threads reading at once, and how many requests they made."""
     per_client = max(1, REQUESTS // clients)
     errors: list[Exception] = []
 
@@ -289,7 +324,7 @@ def _throughput(
     elapsed = time.perf_counter() - started
     if errors:
         raise RuntimeError(f"{len(errors)} concurrent client(s) failed: {errors[0]}")
-    return per_client * clients / elapsed
+    return per_client * clients / elapsed, per_client * clients
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.errors import UpstreamError
-from api.models import Run, Toolbox, utcnow
+from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.services import probe, toolbox_state, toolboxes
 from api.services.agent import PIN_CHANGED_CODE, AgentError, AgentPin, AgentTarget, LogStream
@@ -217,7 +216,8 @@ def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
     """The last live answer of `kind`, reused as it is when younger than
     DTMA_READ_FRESH_SECONDS (its source kept, `cached: true`, `age_ms`); never while a run
     holds the toolbox, nor when it was made during a run or before one that ended since (the
-    run may have changed what it says). Reads the toolbox row only (no agent, no unsealing)."""
+    run may have changed what it says: the row's `run_ended_at`, stamped by run_store when a
+    run frees the lock). Reads the loaded toolbox row only: no query, no agent, no unsealing."""
     window = context.settings.read_fresh_seconds
     stored = (toolbox.last_state or {}).get(kind)
     if window <= 0 or toolbox.active_run_id is not None or not stored:
@@ -228,7 +228,7 @@ def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
     age = utcnow() - observed_at
     if not timedelta(0) <= age <= timedelta(seconds=window):
         return None
-    if _run_ended_since(context, toolbox.id, observed_at):
+    if toolbox.run_ended_at is not None and toolbox.run_ended_at >= observed_at:
         return None
     return Observation(
         toolbox_id=toolbox.id,
@@ -243,19 +243,11 @@ def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
     )
 
 
-def _run_ended_since(context: Context, toolbox_id: str, since: datetime) -> bool:
-    with context.sessions() as session:
-        ended = session.scalar(
-            select(func.max(Run.finished_at)).where(Run.toolbox_id == toolbox_id)
-        )
-    return ended is not None and ended >= since
-
-
 async def read_toolbox(context: Context, toolbox: Toolbox, kind: Kind) -> Observation:
     """What a toolbox says about `kind`: a fresh answer when there is one (see `fresh`),
     else a live read, shared by every concurrent reader of the same toolbox and kind in this
     process (one agent call, one write)."""
-    reused = await run_in_threadpool(fresh, context, toolbox, kind)
+    reused = fresh(context, toolbox, kind)
     if reused is not None:
         return reused
 
