@@ -204,6 +204,20 @@ class _Connection:
         if self.writer is not None:
             self.writer.close()
 
+    def discard(self) -> None:
+        """Close it from any loop: on its own loop when that still runs, else only drop it
+        (a loop that has ended cannot close its transports any more)."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.close()
+        else:
+            self.loop.call_soon_threadsafe(self.close)
+
     def request_bytes(self, path: str, token: str | None, accept: str) -> bytes:
         """The request, serialized by h11 (a throw-away state machine: pipelining sends
         the next request before the answer to this one is in)."""
@@ -297,7 +311,7 @@ class AgentClient:
             connection = idle.pop()
             if connection.usable(loop):
                 return connection
-            connection.close()
+            connection.discard()
         return None
 
     def _keep(self, target: AgentTarget, connection: _Connection) -> None:
@@ -326,7 +340,7 @@ class AgentClient:
         idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
-                connection.close()
+                connection.discard()
 
     async def get_json(
         self,
