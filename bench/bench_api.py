@@ -334,11 +334,19 @@ def _status(port: int, token: str, toolbox_id: str, server: psutil.Process, mode
 
 
 def _client(
-    port: int, token: str, path: str, mode: str, count: int, out: multiprocessing.Queue[Any]
+    port: int,
+    token: str,
+    path: str,
+    mode: str,
+    count: int,
+    ready: Any,
+    out: multiprocessing.Queue[Any],
 ) -> None:
-    """One concurrent client, in a process of its own (no GIL shared with the others)."""
+    """One concurrent client, in a process of its own (no GIL shared with the others); it
+    starts reading when every client is up (`ready`, a barrier)."""
     try:
         reader, check = _Reader("127.0.0.1", port, path, token), _checker(mode)
+        ready.wait(timeout=STEP_TIMEOUT)
         started = time.process_time()
         for _ in range(count):
             check(reader.get()[1])
@@ -354,13 +362,17 @@ def _throughput(
     the CPU seconds they spent."""
     per_client = max(1, REQUESTS // clients)
     out: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    ready = multiprocessing.Barrier(clients + 1)
     workers = [
-        multiprocessing.Process(target=_client, args=(port, token, path, mode, per_client, out))
+        multiprocessing.Process(
+            target=_client, args=(port, token, path, mode, per_client, ready, out)
+        )
         for _ in range(clients)
     ]
-    started = time.perf_counter()
     for worker in workers:
         worker.start()
+    ready.wait(timeout=STEP_TIMEOUT)  # timed from when every client is up
+    started = time.perf_counter()
     reports = [out.get(timeout=STEP_TIMEOUT) for _ in workers]
     elapsed = time.perf_counter() - started
     for worker in workers:
