@@ -125,7 +125,9 @@ def open_run(
 def _release(session: Session, run_id: str) -> None:
     """Free every toolbox the run holds (one, or each toolbox of a rollout's run)."""
     session.execute(
-        update(Toolbox).where(Toolbox.active_run_id == run_id).values(active_run_id=None)
+        update(Toolbox)
+        .where(Toolbox.active_run_id == run_id)
+        .values(active_run_id=None, run_ended_at=utcnow())
     )
 
 
@@ -409,7 +411,9 @@ def interrupt(session: Session, runs: list[Run], reason: str, message: str) -> l
     ids = [run.id for run in runs]
     if ids:
         session.execute(
-            update(Toolbox).where(Toolbox.active_run_id.in_(ids)).values(active_run_id=None)
+            update(Toolbox)
+            .where(Toolbox.active_run_id.in_(ids))
+            .values(active_run_id=None, run_ended_at=now)
         )
     return ids
 

@@ -13,6 +13,7 @@ import re
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,7 +43,11 @@ def droplets(emulator: httpx.Client) -> dict[str, int]:
 
 @pytest.mark.timeout(1800)  # two whole runs (an agent install among them) on a loaded machine
 def test_an_admin_provisions_a_toolbox_from_the_form_and_retires_it(
-    tab: Tab, console: Console, emulator: httpx.Client, sandbox_config: SandboxConfig
+    tab: Tab,
+    console: Console,
+    emulator: httpx.Client,
+    sandbox_config: SandboxConfig,
+    screenshots: Path,
 ) -> None:
     page = tab.page
     name = f"webprov-{secrets.token_hex(2)}"
@@ -62,6 +67,7 @@ def test_an_admin_provisions_a_toolbox_from_the_form_and_retires_it(
     assert answer["code"] == "invalid_input" and answer["field"] == "name"
     expect(refusal).to_contain_text(answer["message"])
     expect(page.locator("[data-field=name].invalid")).to_have_count(1)
+    page.screenshot(path=screenshots / "laptop-provision-refused.png", full_page=True)
     assert droplets(emulator) == before
 
     # The good form, with a tool: the run's page opens and follows it live to success.
@@ -106,6 +112,7 @@ def test_an_admin_provisions_a_toolbox_from_the_form_and_retires_it(
             "invalid_input"
         )
         expect(page.locator("[data-testid=retire-error]")).to_contain_text(name)
+        page.screenshot(path=screenshots / "laptop-retire-refused.png", full_page=True)
         with console.http() as http:
             runs = http.get("/api/v1/runs", params={"toolbox_id": toolbox_id}).json()
         assert [r["id"] for r in runs] == [run_id]

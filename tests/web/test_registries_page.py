@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -27,7 +28,7 @@ def registries(console: Console) -> list[dict[str, str]]:
 
 
 def test_registry_logins_are_added_replaced_and_removed_and_the_secret_never_shown(
-    tab: Tab, console: Console
+    tab: Tab, console: Console, screenshots: Path
 ) -> None:
     page = tab.page
     secret, replaced = "s3cret-web-PW-1", "s3cret-web-PW-2"
@@ -42,6 +43,7 @@ def test_registry_logins_are_added_replaced_and_removed_and_the_secret_never_sho
     row = page.locator(f"tr[data-registry='{REGISTRY}']")
     expect(row).to_contain_text("puller")
     expect(row).to_contain_text("web-admin")
+    page.screenshot(path=screenshots / "laptop-registries.png", full_page=True)
     assert secret not in page.content()
     assert [(r["registry"], r["username"]) for r in registries(console)] == [(REGISTRY, "puller")]
 
