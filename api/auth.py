@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from api.auth_jwt import user_from_jwt
@@ -50,8 +52,24 @@ def issue_api_token(
     return row, token
 
 
-def refusal(row: ApiToken, now: datetime) -> Unauthorized | None:
-    """Why a stored token no longer lets anyone in, or None while it is live."""
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as a read needs it: no ORM object, no lazy load."""
+
+    user_id: str
+    is_admin: bool
+
+
+class _Lifetime(Protocol):
+    @property
+    def revoked_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+
+
+def refusal(row: _Lifetime, now: datetime) -> Unauthorized | None:
+    """Why a stored token (a row, or the columns of one) no longer lets anyone in, or None
+    while it is live."""
     if row.revoked_at is not None:
         return Unauthorized(
             f"API token revoked at {row.revoked_at.isoformat()}", code="token_revoked"
@@ -63,9 +81,33 @@ def refusal(row: ApiToken, now: datetime) -> Unauthorized | None:
     return None
 
 
-def _user_from_api_token(session: Session, token: str) -> User:
+# The token and its user in one indexed lookup (unique token_hash), columns only: checked
+# on every request, so no ORM objects are built for it.
+# Built once (its cache key memoised) and run on the session's connection: the statement
+# is not rebuilt and no ORM result machinery runs per request.
+_TOKEN_HOLDER = (
+    select(
+        ApiToken.id,
+        ApiToken.token_hash,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        ApiToken.last_used_at,
+        User.id.label("user_id"),
+        User.is_admin,
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("digest"))
+)
+_TOKEN_USED = (
+    update(ApiToken)
+    .where(ApiToken.id == bindparam("token_id"))
+    .values(last_used_at=bindparam("now"))
+)
+
+
+def _api_token_caller(session: Session, token: str) -> Caller:
     digest = hash_token(token)
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    row = session.connection().execute(_TOKEN_HOLDER, {"digest": digest}).first()
     # The lookup is by hash; compare again in constant time so timing says nothing.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("invalid API token")
@@ -75,17 +117,41 @@ def _user_from_api_token(session: Session, token: str) -> User:
         raise refused
     # Recorded to the minute: a write per request would cost more than the request.
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        row.last_used_at = now
-    return row.user
+        session.connection().execute(_TOKEN_USED, {"token_id": row.id, "now": now})
+    return Caller(row.user_id, row.is_admin)
 
 
-def authenticate(session: Session, settings: Settings, authorization: str | None) -> User:
+def _bearer_value(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     scheme, _, value = authorization.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
-    if value.count(".") == 2:
+    return value
+
+
+def _is_jwt(value: str) -> bool:
+    return value.count(".") == 2
+
+
+def caller(session: Session, settings: Settings, authorization: str | None) -> Caller:
+    """Who `authorization` lets in, checked against the database now (a revoked or expired
+    token is refused at once, in every process: nothing is cached). The caller commits."""
+    value = _bearer_value(authorization)
+    if _is_jwt(value):
+        user = user_from_jwt(session, settings, value)
+        return Caller(user.id, user.is_admin)
+    return _api_token_caller(session, value)
+
+
+def authenticate(session: Session, settings: Settings, authorization: str | None) -> User:
+    """`caller`, as the user's row (for routes that act as the user)."""
+    value = _bearer_value(authorization)
+    if _is_jwt(value):
         return user_from_jwt(session, settings, value)
-    return _user_from_api_token(session, value)
+    found = _api_token_caller(session, value)
+    user = session.get(User, found.user_id)
+    if user is None:  # deleted between the two reads
+        raise Unauthorized("invalid API token")
+    return user

@@ -23,6 +23,7 @@ from api.settings import Settings
 log = logging.getLogger("api.db")
 
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+SQLITE_POOL_SIZE = 40
 
 
 def data_directory(settings: Settings) -> Path | None:
@@ -62,7 +63,12 @@ def make_engine(settings: Settings) -> Engine:
         if path is not None:
             _make_private_dirs(path.parent)
             _make_private_database(path)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # As many pooled connections as request threads (anyio's default 40): a connection
+        # past the pool is closed on return and the next one pays its connect and pragmas.
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 10} if path is not None else {}
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

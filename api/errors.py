@@ -139,6 +139,13 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def validation_failure(errors: list[dict[str, Any]]) -> InvalidInput:
+    """What the API answers for a body that does not validate (the same field and message),
+    for the web forms that validate the same models themselves."""
+    field, message = _validation_message(errors)
+    return InvalidInput(field, message)
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str]:
     first = errors[0]
     field = _location(first.get("loc", ()))

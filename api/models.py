@@ -145,6 +145,9 @@ class Toolbox(Base):
     last_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The run holding this toolbox's lock; set and cleared with conditional UPDATEs.
     active_run_id: Mapped[str | None] = mapped_column(String(32))
+    # When a run holding the lock last freed it (api/services/run_store.py): an answer
+    # observed before then is never reused as fresh (api/services/observe.py).
+    run_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     # Set when the droplet no longer appears in the DigitalOcean API.

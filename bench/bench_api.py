@@ -10,26 +10,36 @@ Part 1: BENCH_ROUNDS (default 5, at most 30) alternating rounds, after one warm-
 restart is checked from outside (the container's StartedAt moved). Printed: medians and
 api / ansible-playbook (goal <= 1.05).
 
-Part 2: BENCH_REQUESTS (default 300) sequential `GET .../dtma/status` (p50, p99), then the
-same number spread over 8 and 32 concurrent clients (requests/s), twice: live (every read
-asks the agent: DTMA_READ_FRESH_SECONDS=0) and fresh-cached (the console restarted with a
-60 s window: every read after the first reuses the last live answer, `cached: true`).
-Every answer must come from the agent. The console's own CPU time per request is printed
-too: unlike latency, it does not depend on what else the machine is doing.
+Part 2: the agent's own `GET /status` (p50, p99), then BENCH_REQUESTS (default 300)
+sequential `GET .../dtma/status` through the console (p50, p99), then the same number
+spread over 8 and 32 concurrent clients (requests/s), twice: live (every read asks the
+agent: DTMA_READ_FRESH_SECONDS=0) and fresh-cached (the console restarted with a 60 s
+window: every read after the first reuses the last live answer, `cached: true`). Every
+answer must come from the agent. Clients are http.client on kept-alive connections, each
+concurrent one a process of its own: the benchmark's clients share the 2 cores with the
+console, so their CPU is printed beside the console's (read from the console process's own
+counters: unlike latency, it does not depend on what else the machine is doing). The
+console runs as an operator runs it: `dtma-console serve`, default log level (one request
+log line per request).
+
+BENCH_PARTS=reads runs part 2 only.
 
     .venv/bin/python bench/bench_api.py
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import multiprocessing
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +47,7 @@ from typing import Any
 
 import httpx
 import psutil
+from bench_agent import AGENT_PORT, agent_access  # bench/ is on sys.path (run as a script)
 
 from api.vault.crypto import generate_master_key
 from api.vault.master import write_key_file
@@ -44,6 +55,7 @@ from sandbox import fleet
 from sandbox.config import PROJECT_ROOT, SandboxConfig
 
 ROUNDS = max(1, min(int(os.environ.get("BENCH_ROUNDS", "5")), 30))
+PARTS = set(os.environ.get("BENCH_PARTS", "restart,reads").split(","))
 REQUESTS = max(10, min(int(os.environ.get("BENCH_REQUESTS", "300")), 10_000))
 CONCURRENCY = (8, 32)
 INSTANCE = "bench-api-echo"
@@ -74,7 +86,6 @@ def _console_env(sandbox: fleet.SandboxInfo, workdir: Path) -> dict[str, str]:
         "DTMA_RUNS_DIR": str(workdir / "runs"),
         "DTMA_MONITOR_INTERVAL": "0",
         "DTMA_READ_FRESH_SECONDS": "0",
-        "DTMA_LOG_LEVEL": "WARNING",
     }
 
 
@@ -154,17 +165,21 @@ def main() -> None:
                 toolbox = next(t for t in listed if t["name"] == "toolbox-1")
                 tools = f"/api/v1/toolboxes/{toolbox['id']}/tools"
                 _ok(http.post(f"/api/v1/toolboxes/{toolbox['id']}/dtma/install"))
-                _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
-                try:
-                    _restarts(http, tools, droplet.container, sandbox)
-                    _status(base, token, toolbox["id"], psutil.Process(process.pid), "live")
+                if "restart" in PARTS:
+                    _ok(http.post(tools, json={"name": INSTANCE, "image": "dtma-tool-echo:1.0"}))
+                    try:
+                        _restarts(http, tools, droplet.container, sandbox)
+                    finally:
+                        _ok(http.delete(f"{tools}/{INSTANCE}"))
+                if "reads" in PARTS:
+                    _agent_alone(sandbox, droplet)
+                    port = int(env["DTMA_PORT"])
+                    _status(port, token, toolbox["id"], psutil.Process(process.pid), "live")
                     _stop(process)
                     cached_env = {**env, "DTMA_READ_FRESH_SECONDS": "60"}
                     process = _serve(cached_env, workdir / "console.log")
                     server = psutil.Process(process.pid)
-                    _status(base, token, toolbox["id"], server, "fresh-cached")
-                finally:
-                    _ok(http.delete(f"{tools}/{INSTANCE}"))
+                    _status(port, token, toolbox["id"], server, "fresh-cached")
         finally:
             _stop(process)
 
@@ -228,33 +243,79 @@ def _restarts(http: httpx.Client, tools: str, container: str, sandbox: fleet.San
     )
 
 
+class _Reader:
+    """GET `path` again and again on one kept-alive connection with http.client: a client
+    light enough that the console, not the client, is what the 2 cores are spent on."""
+
+    def __init__(
+        self, host: str, port: int, path: str, token: str, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.path, self.headers = path, {"Authorization": f"Bearer {token}"}
+        self.connection: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(host, port, context=tls, timeout=30)
+            if tls is not None
+            else http.client.HTTPConnection(host, port, timeout=30)
+        )
+
+    def get(self) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        self.connection.request("GET", self.path, headers=self.headers)
+        answer = self.connection.getresponse()
+        body = answer.read()
+        elapsed = time.perf_counter() - started
+        if answer.status != 200:
+            raise RuntimeError(f"{self.path}: {answer.status} {body[:2000]!r}")
+        parsed: dict[str, Any] = json.loads(body)
+        return elapsed, parsed
+
+
+def _sequential(reader: _Reader, check: Callable[[dict[str, Any]], None]) -> list[float]:
+    for _ in range(10):  # warm-up
+        check(reader.get()[1])
+    latencies = []
+    for _ in range(REQUESTS):
+        elapsed, body = reader.get()
+        check(body)
+        latencies.append(elapsed)
+    return latencies
+
+
+def _agent_alone(sandbox: fleet.SandboxInfo, droplet: fleet.Droplet) -> None:
+    """The agent's own `GET /status`, asked directly (its token and pinned certificate read
+    off the droplet, one kept-alive connection): what a live read through the console is
+    compared with."""
+    token, tls = agent_access(sandbox, droplet.name)
+    reader = _Reader(droplet.address, AGENT_PORT, "/status", token, tls)
+    latencies = _sequential(reader, lambda _body: None)
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    print(f"agent alone GET /status, {REQUESTS} sequential requests:")
+    print(f"  p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms")
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
 
 
-def _status(base: str, token: str, toolbox_id: str, server: psutil.Process, mode: str) -> None:
-    url = f"/api/v1/toolboxes/{toolbox_id}/dtma/status"
-    headers = {"Authorization": f"Bearer {token}"}
+def _checker(mode: str) -> Callable[[dict[str, Any]], None]:
     cached = mode != "live"
 
-    def one(http: httpx.Client) -> float:
-        started = time.perf_counter()
-        body = _ok(http.get(url))
-        elapsed = time.perf_counter() - started
+    def check(body: dict[str, Any]) -> None:
         if body["source"] != "agent":
             raise RuntimeError(f"status came from {body['source']}: {body['errors']}")
         if body["cached"] is not cached:
             raise RuntimeError(f"a {mode} read answered cached={body['cached']}")
-        return elapsed
 
-    with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
-        http.get(url)  # the live answer the fresh-cached reads reuse
-        for _ in range(10):
-            one(http)
-        cpu_before = _cpu_seconds(server)
-        latencies = [one(http) for _ in range(REQUESTS)]
-        cpu_per_request = (_cpu_seconds(server) - cpu_before) / REQUESTS
+    return check
+
+
+def _status(port: int, token: str, toolbox_id: str, server: psutil.Process, mode: str) -> None:
+    path = f"/api/v1/toolboxes/{toolbox_id}/dtma/status"
+    reader = _Reader("127.0.0.1", port, path, token)
+    reader.get()  # the live answer the fresh-cached reads reuse
+    cpu_before = _cpu_seconds(server)
+    latencies = _sequential(reader, _checker(mode))
+    cpu_per_request = (_cpu_seconds(server) - cpu_before) / (REQUESTS + 10)
     p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
     print(f"GET .../dtma/status ({mode}), {REQUESTS} sequential requests:")
     print(
@@ -262,34 +323,64 @@ def _status(base: str, token: str, toolbox_id: str, server: psutil.Process, mode
         f"{cpu_per_request * 1000:.1f} ms per request"
     )
     for clients in CONCURRENCY:
-        rate = _throughput(base, headers, one, clients)
-        print(f"  {rate:7.1f} requests/s with {clients} concurrent clients")
+        cpu_before = _cpu_seconds(server)
+        rate, count, client_cpu = _throughput(port, token, path, mode, clients)
+        console = (_cpu_seconds(server) - cpu_before) / count
+        print(
+            f"  {rate:7.1f} requests/s with {clients} concurrent clients   CPU per request: "
+            f"console {console * 1000:.1f} ms, this benchmark's clients "
+            f"{client_cpu / count * 1000:.1f} ms"
+        )
+
+
+def _client(
+    port: int,
+    token: str,
+    path: str,
+    mode: str,
+    count: int,
+    ready: Any,
+    out: multiprocessing.Queue[Any],
+) -> None:
+    """One concurrent client, in a process of its own (no GIL shared with the others); it
+    starts reading when every client is up (`ready`, a barrier)."""
+    try:
+        reader, check = _Reader("127.0.0.1", port, path, token), _checker(mode)
+        ready.wait(timeout=STEP_TIMEOUT)
+        started = time.process_time()
+        for _ in range(count):
+            check(reader.get()[1])
+        out.put(("ok", time.process_time() - started))
+    except Exception as error:  # reported by the parent; a bench must not hide failures
+        out.put(("error", repr(error)))
 
 
 def _throughput(
-    base: str, headers: dict[str, str], one: Callable[[httpx.Client], float], clients: int
-) -> float:
+    port: int, token: str, path: str, mode: str, clients: int
+) -> tuple[float, int, float]:
+    """Requests/s of `clients` processes reading at once, how many requests they made and
+    the CPU seconds they spent."""
     per_client = max(1, REQUESTS // clients)
-    errors: list[Exception] = []
-
-    def client() -> None:
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
-            try:
-                for _ in range(per_client):
-                    one(http)
-            except Exception as error:  # reported below; a bench must not hide failures
-                errors.append(error)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    out: multiprocessing.Queue[Any] = multiprocessing.Queue()
+    ready = multiprocessing.Barrier(clients + 1)
+    workers = [
+        multiprocessing.Process(
+            target=_client, args=(port, token, path, mode, per_client, ready, out)
+        )
+        for _ in range(clients)
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait(timeout=STEP_TIMEOUT)  # timed from when every client is up
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    reports = [out.get(timeout=STEP_TIMEOUT) for _ in workers]
     elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    errors = [detail for outcome, detail in reports if outcome == "error"]
     if errors:
         raise RuntimeError(f"{len(errors)} concurrent client(s) failed: {errors[0]}")
-    return per_client * clients / elapsed
+    return per_client * clients / elapsed, per_client * clients, sum(d for _, d in reports)
 
 
 if __name__ == "__main__":

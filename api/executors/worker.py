@@ -32,6 +32,7 @@ from api.services import leases, run_store
 from api.services.runs import (
     FleetTarget,
     Target,
+    confirm_fleet_result,
     confirm_result,
     fleet_request,
     on_event_of,
@@ -122,6 +123,13 @@ class Worker:
                     confirm_result(self._context, result.action, result.toolbox_id, result),
                     timeout=self._context.settings.run_timeout,
                 )
+            else:
+                result = self._on_loop(
+                    confirm_fleet_result(
+                        self._context, result.action, self._members(run_id), result
+                    ),
+                    timeout=self._context.settings.run_timeout,
+                )
         finally:
             self._heartbeat.discard(run_id)
             with self._lock:
@@ -130,6 +138,13 @@ class Worker:
         bus.publish(self._redis, bus.run_channel(run_id), "end")
         log.info("run_finished", extra={"run_id": run_id, "status": result.status})
         return result.status
+
+    def _members(self, run_id: str) -> dict[str, str]:
+        """A rollout's run: host -> toolbox id of every toolbox it locked."""
+        with self._context.sessions() as session:
+            run = session.get(Run, run_id)
+            request = (run.request if run else None) or {}
+            return dict(zip(request.get("hosts", []), request.get("toolbox_ids", []), strict=True))
 
     def _request(self, run_id: str) -> tuple[runner.RunRequest, bool]:
         """The runner's request, built from the database; and whether a cancel is pending."""

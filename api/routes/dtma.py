@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
-from api.deps import ContextDep, ToolboxDep, UserDep
+from api.deps import ContextDep, ReadableToolboxDep, ToolboxDep, UserDep
 from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import RedeployAgent
@@ -25,14 +25,14 @@ _READ_RESPONSES: dict[int | str, dict[str, str]] = {
 
 
 @router.get("/status", response_model=Observation, responses=_READ_RESPONSES)
-async def dtma_status(toolbox: ToolboxDep, context: ContextDep) -> Observation:
+async def dtma_status(toolbox: ReadableToolboxDep, context: ContextDep) -> Observation:
     """Agent version, uptime, Docker engine state, tool counts: from the agent, or an SSH
     probe when the agent does not answer, or the last stored answer marked stale."""
     return await observe.read_toolbox(context, toolbox, "status")
 
 
 @router.get("/system", response_model=Observation, responses=_READ_RESPONSES)
-async def dtma_system(toolbox: ToolboxDep, context: ContextDep) -> Observation:
+async def dtma_system(toolbox: ReadableToolboxDep, context: ContextDep) -> Observation:
     """CPU, memory, disk, load and uptime, with the same fallbacks as the status."""
     return await observe.read_toolbox(context, toolbox, "system")
 

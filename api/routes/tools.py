@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
-from api.deps import ContextDep, SessionDep, ToolboxDep, UserDep
+from api.deps import ContextDep, ReadableToolboxDep, SessionDep, ToolboxDep, UserDep
 from api.models import Toolbox, User
 from api.routes.execution import ACTION_RESPONSES, WaitQuery, perform
 from api.schemas.actions import TOOL_NAME, DeployTool
@@ -34,7 +34,7 @@ ToolNamePath = Annotated[str, Path(pattern=TOOL_NAME, description="Tool instance
         502: {"description": "Nothing answered and nothing is stored"},
     },
 )
-async def list_tools(toolbox: ToolboxDep, context: ContextDep) -> Observation:
+async def list_tools(toolbox: ReadableToolboxDep, context: ContextDep) -> Observation:
     """Tool instances (managed containers) as the agent sees them; SSH or the last stored
     list when it does not answer. `data` is `{total, containers: [...]}`."""
     return await observe.read_toolbox(context, toolbox, "tools")

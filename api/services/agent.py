@@ -9,8 +9,12 @@ peer is proven.
 
 HTTP/1.1 is spoken by h11 over asyncio streams. Several JSON reads of one toolbox are
 pipelined: all sent at once on one connection, the answers read in order, so a toolbox
-costs one round trip after the handshake. The sync reads hundreds of agents at once this
-way; httpx's pool slowed down with the number of hosts it held (bench/bench_sync.py).
+costs one round trip after the handshake. A connection whose answers all came back whole
+is kept for the next JSON read of the same agent and pin for IDLE_SECONDS (below the
+agent's own keep-alive), so back-to-back reads skip the TCP and TLS handshakes; one the
+agent closed meanwhile is asked again on a new connection. The sync reads hundreds of
+agents at once this way; httpx's pool slowed down with the number of hosts it held
+(bench/bench_sync.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ import h11
 from api.errors import ApiError, InvalidInput, NotFound
 
 _MAX_BODY = 32 * 1024 * 1024
+# Idle kept-alive connections: below the agent's KEEP_ALIVE_S (5 s, agent/dtma_agent/server.py).
+IDLE_SECONDS = 2.0
+IDLE_PER_AGENT = 4
 _READ_SIZE = 64 * 1024
 PIN_CHANGED_CODE = "agent_certificate_changed"
 
@@ -134,8 +141,20 @@ class _Connection:
         self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=_READ_SIZE)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def usable(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this idle connection can carry another request from `loop`."""
+        return (
+            self.loop is loop
+            and self.reader is not None
+            and not self.reader.at_eof()
+            and self.writer is not None
+            and not self.writer.is_closing()
+        )
 
     async def open(self) -> None:
+        self.loop = asyncio.get_running_loop()
         pin = self.target.pin
         if pin is None:
             await self._knock()
@@ -184,6 +203,20 @@ class _Connection:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+    def discard(self) -> None:
+        """Close it from any loop: on its own loop when that still runs, else only drop it
+        (a loop that has ended cannot close its transports any more)."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.close()
+        else:
+            self.loop.call_soon_threadsafe(self.close)
 
     def request_bytes(self, path: str, token: str | None, accept: str) -> bytes:
         """The request, serialized by h11 (a throw-away state machine: pipelining sends
@@ -263,6 +296,39 @@ class AgentClient:
     def __init__(self, *, port: int, timeout: float) -> None:
         self.port = port
         self.timeout = timeout
+        # Kept-alive connections by agent (address, pinned certificate): a changed pin
+        # never reuses a connection proven against the old one.
+        self._idle: dict[tuple[str, str | None], list[_Connection]] = {}
+
+    @staticmethod
+    def _key(target: AgentTarget) -> tuple[str, str | None]:
+        return target.address, target.pin.certificate if target.pin is not None else None
+
+    def _take(self, target: AgentTarget) -> _Connection | None:
+        idle = self._idle.get(self._key(target))
+        loop = asyncio.get_running_loop()
+        while idle:
+            connection = idle.pop()
+            if connection.usable(loop):
+                return connection
+            connection.discard()
+        return None
+
+    def _keep(self, target: AgentTarget, connection: _Connection) -> None:
+        idle = self._idle.setdefault(self._key(target), [])
+        if len(idle) >= IDLE_PER_AGENT:
+            connection.close()
+            return
+        idle.append(connection)
+        asyncio.get_running_loop().call_later(IDLE_SECONDS, self._expire, target, connection)
+
+    def _expire(self, target: AgentTarget, connection: _Connection) -> None:
+        idle = self._idle.get(self._key(target), [])
+        if connection in idle:
+            idle.remove(connection)
+            connection.close()
+        if not idle:
+            self._idle.pop(self._key(target), None)
 
     def url(self, target: AgentTarget, path: str) -> str:
         host = f"[{target.address}]" if ":" in target.address else target.address
@@ -270,7 +336,11 @@ class AgentClient:
         return f"{scheme}://{host}:{self.port}{path}"
 
     async def aclose(self) -> None:
-        """Nothing is pooled: every read has its own connection."""
+        """Close the kept-alive connections."""
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.discard()
 
     async def get_json(
         self,
@@ -291,8 +361,12 @@ class AgentClient:
             raise AgentError("the toolbox's agent token holds characters a header cannot")
         answers: list[dict[str, Any]] = []
         while len(answers) < len(paths):
-            connection = _Connection(self, target)
-            await connection.open()
+            connection = self._take(target)
+            reused = connection is not None
+            if connection is None:
+                connection = _Connection(self, target)
+                await connection.open()
+            answered, whole = len(answers), False
             try:
                 asked = paths[len(answers) :]
                 await connection.send(
@@ -303,8 +377,17 @@ class AgentClient:
                     answers.append(_json(response, await connection.body(), path))
                     if not connection.next_cycle():
                         break
+                else:
+                    whole = True
+            except AgentUnreachable:
+                if reused and len(answers) == answered:
+                    continue  # the agent closed it while it was idle: ask on a new one
+                raise
             finally:
-                connection.close()
+                if whole:
+                    self._keep(target, connection)
+                else:
+                    connection.close()
         return answers
 
     @asynccontextmanager

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
-from api.errors import UpstreamError
-from api.models import Run, Toolbox, utcnow
+from api.errors import NotFound, UpstreamError
+from api.models import Toolbox, utcnow
 from api.schemas.observations import Observation
 from api.services import probe, toolbox_state, toolboxes
 from api.services.agent import PIN_CHANGED_CODE, AgentError, AgentPin, AgentTarget, LogStream
@@ -39,6 +39,26 @@ _PROBES: dict[Kind, Callable[[probe.SshTarget, float], dict[str, Any]]] = {
 
 
 @dataclass(frozen=True)
+class Readable:
+    """What a read needs of a toolbox row before it knows whether it must go live: its
+    columns only (api/deps.py selects them), no ORM object."""
+
+    id: str
+    last_state: dict[str, Any]
+    active_run_id: str | None
+    run_ended_at: datetime | None
+
+
+READABLE_COLUMNS = (
+    Toolbox.id,
+    Toolbox.owner_id,
+    Toolbox.last_state,
+    Toolbox.active_run_id,
+    Toolbox.run_ended_at,
+)
+
+
+@dataclass(frozen=True)
 class Reach:
     """Everything needed to read one toolbox, copied out of its row (no DB while waiting
     on the network)."""
@@ -48,8 +68,10 @@ class Reach:
     address: str | None
     agent_token: str
     agent_pin: AgentPin | None
-    ssh: SshCredentials
     last_state: dict[str, Any]
+    # The SSH key and pinned host keys, read (from the vault: queries, unsealing) only when
+    # a read falls back to SSH, not on every live read the agent answers.
+    credentials: Callable[[], SshCredentials] = field(repr=False, compare=False)
 
     @classmethod
     def of(cls, context: Context, toolbox: Toolbox) -> Reach:
@@ -59,8 +81,8 @@ class Reach:
             address=toolbox.address,
             agent_token=context.secrets.unseal_from(toolbox, Toolbox.agent_token_ciphertext),
             agent_pin=toolboxes.agent_pin(toolbox),
-            ssh=context.credentials.for_toolbox(toolbox),
             last_state=dict(toolbox.last_state or {}),
+            credentials=partial(context.credentials.for_toolbox, toolbox),
         )
 
     def agent(self) -> AgentTarget:
@@ -68,12 +90,14 @@ class Reach:
         return AgentTarget(self.name, self.address, self.agent_pin)
 
     def ssh_target(self) -> probe.SshTarget:
+        """Blocking (it reads the credentials): call it in a worker thread."""
         assert self.address is not None
+        ssh = self.credentials()
         return probe.SshTarget(
             name=self.name,
             address=self.address,
-            private_key=self.ssh.private_key,
-            known_hosts=self.ssh.known_hosts,
+            private_key=ssh.private_key,
+            known_hosts=ssh.known_hosts,
         )
 
 
@@ -111,9 +135,8 @@ async def _live(
     try:
         with anyio.fail_after(timeout + 5):
             data = await context.probes.run(
-                _PROBES[kind], reach.ssh_target(), timeout,
-                limit=context.settings.ssh_probe_concurrency,
-            )  # fmt: skip
+                _probe, kind, reach, timeout, limit=context.settings.ssh_probe_concurrency
+            )
         return Observation(
             toolbox_id=reach.toolbox_id,
             kind=kind,
@@ -128,6 +151,11 @@ async def _live(
     except TimeoutError:
         errors["ssh"] = f"SSH probe of {reach.address} timed out after {timeout:g}s"
     return None
+
+
+def _probe(kind: Kind, reach: Reach, timeout: float) -> dict[str, Any]:
+    """The SSH probe of `kind`, in a probe thread (credentials read there too)."""
+    return _PROBES[kind](reach.ssh_target(), timeout)
 
 
 async def _agent_read(
@@ -213,11 +241,12 @@ def remember(
         )
 
 
-def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
+def fresh(context: Context, toolbox: Toolbox | Readable, kind: Kind) -> Observation | None:
     """The last live answer of `kind`, reused as it is when younger than
     DTMA_READ_FRESH_SECONDS (its source kept, `cached: true`, `age_ms`); never while a run
     holds the toolbox, nor when it was made during a run or before one that ended since (the
-    run may have changed what it says). Reads the toolbox row only (no agent, no unsealing)."""
+    run may have changed what it says: the row's `run_ended_at`, stamped by run_store when a
+    run frees the lock). Reads the loaded toolbox row only: no query, no agent, no unsealing."""
     window = context.settings.read_fresh_seconds
     stored = (toolbox.last_state or {}).get(kind)
     if window <= 0 or toolbox.active_run_id is not None or not stored:
@@ -228,7 +257,7 @@ def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
     age = utcnow() - observed_at
     if not timedelta(0) <= age <= timedelta(seconds=window):
         return None
-    if _run_ended_since(context, toolbox.id, observed_at):
+    if toolbox.run_ended_at is not None and toolbox.run_ended_at >= observed_at:
         return None
     return Observation(
         toolbox_id=toolbox.id,
@@ -243,24 +272,27 @@ def fresh(context: Context, toolbox: Toolbox, kind: Kind) -> Observation | None:
     )
 
 
-def _run_ended_since(context: Context, toolbox_id: str, since: datetime) -> bool:
+def _reach(context: Context, toolbox: Toolbox | Readable) -> Reach:
+    if isinstance(toolbox, Toolbox):
+        return Reach.of(context, toolbox)
     with context.sessions() as session:
-        ended = session.scalar(
-            select(func.max(Run.finished_at)).where(Run.toolbox_id == toolbox_id)
-        )
-    return ended is not None and ended >= since
+        row = session.get(Toolbox, toolbox.id)
+        if row is None:
+            raise NotFound(f"toolbox '{toolbox.id}' not found", code="toolbox_not_found")
+        return Reach.of(context, row)
 
 
-async def read_toolbox(context: Context, toolbox: Toolbox, kind: Kind) -> Observation:
+async def read_toolbox(context: Context, toolbox: Toolbox | Readable, kind: Kind) -> Observation:
     """What a toolbox says about `kind`: a fresh answer when there is one (see `fresh`),
     else a live read, shared by every concurrent reader of the same toolbox and kind in this
-    process (one agent call, one write)."""
-    reused = await run_in_threadpool(fresh, context, toolbox, kind)
+    process (one agent call, one write). Given only the row's columns (Readable), a live
+    read loads the row for what reaching the toolbox takes."""
+    reused = fresh(context, toolbox, kind)
     if reused is not None:
         return reused
 
     async def live() -> Observation:
-        reach = await run_in_threadpool(Reach.of, context, toolbox)
+        reach = await run_in_threadpool(_reach, context, toolbox)
         return await read(context, reach, kind)
 
     return await context.shared_reads.run((toolbox.id, kind), live)

@@ -41,7 +41,7 @@ from api.schemas.actions import DeployTool
 from api.services import audit, digitalocean, leases, run_store, toolboxes
 from api.services.actions import Action, deploy_action, dtma_action, tool_action
 from api.services.runs import confirm_result, run_request
-from api.vault import hostkeys, keystore, sshkeys
+from api.vault import hostkeys, keystore, registries, sshkeys
 
 log = logging.getLogger("api.provisioning")
 
@@ -248,7 +248,8 @@ class Provisioner:
         token = await run_in_threadpool(_agent_token, context, live.toolbox_id)
         await self._playbook(live, dtma_action("install", context.settings, token))
         for tool in spec.tools:
-            await self._playbook(live, deploy_action(tool))
+            login = await run_in_threadpool(_registry_login, context, tool.image)
+            await self._playbook(live, deploy_action(tool, login))
         return {"tools": [tool.name for tool in spec.tools]}
 
     async def _booted(self, live: _Live) -> tuple[bool, str]:
@@ -583,6 +584,12 @@ def _pin_host_keys(context: Context, toolbox_id: str) -> tuple[bool, str]:
         )
         prints = [key.fingerprint for key in hostkeys.pinned(session, toolbox_id)]
     return pinned, f"pinned {', '.join(prints)}"
+
+
+def _registry_login(context: Context, image: str) -> dict[str, Any] | None:
+    """The private-registry login a tool's pull needs, as the tools route gets it."""
+    with context.sessions() as session:
+        return registries.login_for(session, context.secrets, image)
 
 
 def _agent_token(context: Context, toolbox_id: str) -> str:

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import Context
 from api.errors import Conflict, InvalidInput, NotFound
-from api.models import Rollout, Run, RunEvent, Toolbox, User, new_id, utcnow
+from api.models import Rollout, Run, Toolbox, User, new_id, utcnow
 from api.schemas.actions import DeployTool, RedeployAgent
 from api.schemas.rollouts import (
     CreateRollout,
@@ -33,11 +33,12 @@ from api.schemas.rollouts import (
     RolloutTarget,
 )
 from api.services import actions as action_catalog
-from api.services import audit, limits
+from api.services import audit, limits, rollouts_progress
 from api.services.actions import Action
 from api.services.run_store import IN_FLIGHT
 from api.services.runs import FleetTarget, Target
-from runner.rollout import HostProgress, RolloutProgress, planned_batches
+from api.vault import registries
+from runner.rollout import planned_batches
 
 log = logging.getLogger("api.rollouts")
 
@@ -95,9 +96,23 @@ def _params(model: type[Any], params: dict[str, Any]) -> Any:
         raise InvalidInput(f"params.{where}", first["msg"]) from error
 
 
-def rollout_action(context: Context, body: CreateRollout, batch: int) -> Action:
+def registry_login(context: Context, body: CreateRollout) -> dict[str, Any] | None:
+    """A tool deploy's private-registry login (api/vault/registries.login_for), as the
+    single-toolbox deploy gets it; None for other actions and for public images."""
+    if body.action != "tool.deploy":
+        return None
+    image = _params(DeployTool, body.params).image
+    with context.sessions() as session:
+        return registries.login_for(session, context.secrets, image)
+
+
+def rollout_action(
+    context: Context, body: CreateRollout, batch: int, login: dict[str, Any] | None = None
+) -> Action:
     """The single-toolbox action's playbook and inputs, plus the rollout's variables. An
-    agent redeploy carries no token: each droplet keeps its own (dtma role README)."""
+    agent redeploy carries no token: each droplet keeps its own (dtma role README). A tool
+    deploy carries `login` (registry_login) for its image's registry, kept out of the
+    stored parameters but for its user and registry (actions.deploy_action)."""
     if body.action == "dtma.redeploy":
         version = _params(RedeployAgent, body.params).version
         extravars: dict[str, Any] = {"dtma_agent_port": context.settings.agent_port}
@@ -108,7 +123,7 @@ def rollout_action(context: Context, body: CreateRollout, batch: int) -> Action:
     elif body.action == "tool.restart":
         base = action_catalog.tool_action("restart", _params(RestartParams, body.params).name)
     else:
-        base = action_catalog.deploy_action(_params(DeployTool, body.params))
+        base = action_catalog.deploy_action(_params(DeployTool, body.params), login)
     prefix = ROLLOUT_PREFIX[body.action]
     rollout = {
         f"{prefix}_rollout_batch": batch,
@@ -193,7 +208,8 @@ async def start(context: Context, user: User, body: CreateRollout) -> str:
     TooManyRequests (the user's run limit)."""
     rollout_id = new_id()
     fleet, batch = await run_in_threadpool(_fleet, context, user, body, rollout_id)
-    action = rollout_action(context, body, batch)
+    login = await run_in_threadpool(registry_login, context, body)
+    action = rollout_action(context, body, batch, login)
     limit = context.settings.max_runs_per_user
     await run_in_threadpool(limits.check_runs_of, context.sessions, user, limit)
     started = await context.runs.start_fleet(fleet, action, user)
@@ -218,28 +234,6 @@ def recent(session: Session, user: User, limit: int = 20) -> list[Rollout]:
     if not user.is_admin:
         query = query.where(Rollout.user_id == user.id)
     return list(session.scalars(query))
-
-
-def progress(session: Session, rollout: Rollout) -> tuple[RolloutProgress, Run | None]:
-    """Each host's state, read from the rollout's run's events."""
-    planned: dict[int, list[str]] = {}
-    for host in rollout.hosts:
-        if host["skipped"] is None:
-            planned.setdefault(int(host["batch"]), []).append(host["name"])
-    state = RolloutProgress.of([planned[n] for n in sorted(planned)])
-    run = session.get(Run, rollout.run_id) if rollout.run_id else None
-    if run is None:
-        return state, None
-    rows = session.scalars(select(RunEvent).where(RunEvent.run_id == run.id).order_by(RunEvent.seq))
-    state.add_all(
-        {"seq": r.seq, "run_id": r.run_id, "type": r.type, "host": r.host, "task": r.task,
-         "at": r.at, "data": r.data}
-        for r in rows
-    )  # fmt: skip
-    if not state.ended and run.status not in IN_FLIGHT:  # interrupted: no run_end event
-        state.add_all([{"seq": 0, "run_id": run.id, "type": "run_end", "at": utcnow(),
-                        "data": {"status": run.status}}])  # fmt: skip
-    return state, run
 
 
 def _batches(hosts: list[RolloutHost]) -> list[RolloutBatch]:
@@ -275,21 +269,10 @@ def _message(status: str, hosts: list[RolloutHost]) -> str:
 
 
 def view(session: Session, rollout: Rollout) -> RolloutOut:
-    state, run = progress(session, rollout)
-    hosts = []
-    for host in rollout.hosts:
-        if host["skipped"] is not None:
-            hosts.append(RolloutHost(
-                toolbox_id=host["toolbox_id"], name=host["name"], batch=None, state="skipped",
-                message=f"skipped: {host['skipped']}", run_id=None,
-            ))  # fmt: skip
-            continue
-        seen: HostProgress = state.hosts[host["name"]]
-        hosts.append(RolloutHost(
-            toolbox_id=host["toolbox_id"], name=host["name"], batch=seen.batch,
-            state=seen.state, message=seen.message, run_id=rollout.run_id,
-        ))  # fmt: skip
-    status = state.status()
+    run = session.get(Run, rollout.run_id) if rollout.run_id else None
+    ended = run is not None and run.status not in IN_FLIGHT
+    hosts, state = rollouts_progress.hosts(session, rollout, run, ended=ended)
+    status = rollouts_progress.status(state, hosts, ended=ended)
     owner = session.get(User, rollout.user_id) if rollout.user_id else None
     return RolloutOut(
         id=rollout.id,

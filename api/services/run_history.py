@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import NotFound
-from api.models import Run, Toolbox, User
+from api.models import AuditEntry, Run, Toolbox, User
 from api.schemas.runs import RunOut
 from api.services import history_filters as parse
 
@@ -47,11 +47,21 @@ class RunFilters:
         )
 
 
+def of_toolboxes(toolbox_ids: Any) -> Any:
+    """Runs of these toolboxes (a list or a select of ids): each one's own runs, and the
+    rollouts' runs that held it. A rollout's run has no single toolbox (`toolbox_id` is
+    NULL): every toolbox it locked has its audit entry with the run's id (run_store)."""
+    held = select(AuditEntry.run_id).where(
+        AuditEntry.toolbox_id.in_(toolbox_ids), AuditEntry.run_id.is_not(None)
+    )
+    return or_(Run.toolbox_id.in_(toolbox_ids), and_(Run.toolbox_id.is_(None), Run.id.in_(held)))
+
+
 def _visible(query: Any, user: User) -> Any:
     if user.is_admin:
         return query
     owned = select(Toolbox.id).where(Toolbox.owner_id == user.id)
-    return query.where(or_(Run.toolbox_id.in_(owned), Run.user_id == user.id))
+    return query.where(or_(of_toolboxes(owned), Run.user_id == user.id))
 
 
 def get(session: Session, user: User, run_id: str) -> Run:
@@ -93,7 +103,7 @@ def list_runs(
     query = _visible(select(Run), user)
     toolbox_id = toolbox_id or filters.toolbox_id
     if toolbox_id is not None:
-        query = query.where(Run.toolbox_id == toolbox_id)
+        query = query.where(of_toolboxes([toolbox_id]))
     if filters.action is not None:
         query = query.where(Run.action == filters.action)
     if filters.status is not None:

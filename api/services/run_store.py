@@ -19,7 +19,7 @@ import runner
 from api.errors import ToolboxBusy
 from api.models import AuditEntry, Rollout, Run, Toolbox, ToolInstance, User, utcnow
 from api.models import RunEvent as StoredEvent
-from api.services import audit
+from api.services import audit, rollouts_progress
 from api.services.actions import Action
 
 log = logging.getLogger("api.runs")
@@ -125,7 +125,9 @@ def open_run(
 def _release(session: Session, run_id: str) -> None:
     """Free every toolbox the run holds (one, or each toolbox of a rollout's run)."""
     session.execute(
-        update(Toolbox).where(Toolbox.active_run_id == run_id).values(active_run_id=None)
+        update(Toolbox)
+        .where(Toolbox.active_run_id == run_id)
+        .values(active_run_id=None, run_ended_at=utcnow())
     )
 
 
@@ -343,11 +345,57 @@ def close_run(sessions: Sessions, run_id: str, result: runner.ConsoleResult) -> 
             for entry in _audit_entries(session, run_id):
                 entry.outcome = result.status
                 entry.detail = result.error or result.message
+            if run.toolbox_id is None:
+                _settle_rollout_audit(session, run)
         _release(session, run_id)
         tool_name = (run.request or {}).get("tool_name")
-        if ended and (result.success or _left_stopped(result)) and tool_name and run.toolbox_id:
-            _apply_tool_outcome(session, run.toolbox_id, run.action, tool_name, result)
+        if ended and tool_name:
+            for toolbox_id, published in _verified_tool_outcomes(run, result):
+                _apply_tool_outcome(
+                    session, toolbox_id, run.action, tool_name, published, result.finished_at
+                )
         return ended
+
+
+def _settle_rollout_audit(session: Session, run: Run) -> None:
+    """A rollout's run: each toolbox's audit entry gets its host's state and message (as
+    the rollout shows them), the rollout's own entry the rollout's status."""
+    rollout = session.scalar(select(Rollout).where(Rollout.run_id == run.id))
+    if rollout is None:  # not stored yet (the run ended at once): the run's outcome stands
+        return
+    hosts, state = rollouts_progress.hosts(session, rollout, run, ended=True)
+    by_toolbox = {host.toolbox_id: host for host in hosts}
+    for entry in _audit_entries(session, run.id):
+        host = by_toolbox.get(entry.toolbox_id or "")
+        if host is not None:
+            entry.outcome, entry.detail = host.state, f"{host.name}: {host.message}"
+        elif entry.action == "rollout.start":
+            entry.outcome = rollouts_progress.status(state, hosts, ended=True)
+
+
+def _verified_tool_outcomes(
+    run: Run, result: runner.ConsoleResult
+) -> list[tuple[str, dict[str, Any]]]:
+    """(toolbox id, what the role published) for each toolbox whose tool action verified,
+    or whose new container the role left stopped: the run's toolbox, or each host of a
+    rollout's run that ran without a failure (a halted rollout's hosts verified in the
+    batches before the halt count; hosts never reached published nothing)."""
+    if run.toolbox_id is not None:
+        published = result.data.get("tool_result")
+        mine = published if isinstance(published, dict) else {}
+        verified = result.success or _left_stopped(mine)
+        return [(run.toolbox_id, mine)] if verified else []
+    request = run.request or {}
+    outcomes = []
+    members = zip(request.get("hosts", []), request.get("toolbox_ids", []), strict=True)
+    for host, toolbox_id in members:
+        published = ((result.data.get("per_host") or {}).get(host) or {}).get("tool_result")
+        counts = result.hosts.get(host)
+        if not isinstance(published, dict) or counts is None:
+            continue
+        if (counts.failed == 0 and counts.unreachable == 0) or _left_stopped(published):
+            outcomes.append((toolbox_id, published))
+    return outcomes
 
 
 def interrupt(session: Session, runs: list[Run], reason: str, message: str) -> list[str]:
@@ -363,7 +411,9 @@ def interrupt(session: Session, runs: list[Run], reason: str, message: str) -> l
     ids = [run.id for run in runs]
     if ids:
         session.execute(
-            update(Toolbox).where(Toolbox.active_run_id.in_(ids)).values(active_run_id=None)
+            update(Toolbox)
+            .where(Toolbox.active_run_id.in_(ids))
+            .values(active_run_id=None, run_ended_at=now)
         )
     return ids
 
@@ -427,11 +477,10 @@ def result_of(sessions: Sessions, run_id: str) -> runner.ConsoleResult | None:
         )
 
 
-def _left_stopped(result: runner.ConsoleResult) -> bool:
+def _left_stopped(published: dict[str, Any]) -> bool:
     """A deploy that did not verify and whose new container the role stopped on purpose (so
     that Docker stops restarting it): monitoring must not restart it either."""
-    published = result.data.get("tool_result")
-    return isinstance(published, dict) and published.get("left_stopped") is True
+    return published.get("left_stopped") is True
 
 
 def _apply_tool_outcome(
@@ -439,9 +488,11 @@ def _apply_tool_outcome(
     toolbox_id: str,
     action: str,
     tool_name: str,
-    result: runner.ConsoleResult,
+    published: dict[str, Any],
+    finished_at: datetime,
 ) -> None:
-    """Reflect a verified tool action in the tool instance's row at once."""
+    """Reflect a verified tool action (what the role published) in the tool instance's
+    row at once."""
     instance = session.scalar(
         select(ToolInstance).where(
             ToolInstance.toolbox_id == toolbox_id, ToolInstance.name == tool_name
@@ -450,16 +501,14 @@ def _apply_tool_outcome(
     if instance is None:
         instance = ToolInstance(toolbox_id=toolbox_id, name=tool_name)
         session.add(instance)
-    published = result.data.get("tool_result")
-    after = published.get("state_after") if isinstance(published, dict) else None
+    after = published.get("state_after")
     kind = action.removeprefix("tool.")
-    instance.observed_at = result.finished_at
+    instance.observed_at = finished_at
     if kind == "remove":
-        instance.state, instance.removed_at = "removed", result.finished_at
+        instance.state, instance.removed_at = "removed", finished_at
         return
     instance.removed_at = None
-    instance.stopped_on_purpose = kind == "stop" or _left_stopped(result)
+    instance.stopped_on_purpose = kind == "stop" or _left_stopped(published)
     instance.state = str(after) if after else ("exited" if kind == "stop" else "running")
-    if isinstance(published, dict):
-        instance.image = published.get("image") or instance.image
-        instance.container_id = published.get("container_id") or instance.container_id
+    instance.image = published.get("image") or instance.image
+    instance.container_id = published.get("container_id") or instance.container_id

@@ -33,7 +33,7 @@ from api.services.run_store import IN_FLIGHT, run_url
 
 __all__ = [
     "IN_FLIGHT", "FleetStart", "FleetTarget", "LocalRunManager", "RunManager", "Target",
-    "run_request", "run_url",
+    "confirm_fleet_result", "run_request", "run_url",
 ]  # fmt: skip
 
 log = logging.getLogger("api.runs")
@@ -261,6 +261,60 @@ async def confirm_result(
         return result.model_copy(update={"status": "error", "success": False, "error": reason})
 
 
+def _verified_on_droplet(result: runner.ConsoleResult, host: str) -> bool:
+    """The host ran the agent action without a failure and its role published the outcome
+    (hosts a halted or canceled rollout never reached published nothing)."""
+    counts = result.hosts.get(host)
+    published = (result.data.get("per_host") or {}).get(host, {}).get("dtma_result")
+    return (
+        counts is not None
+        and counts.failed == 0
+        and counts.unreachable == 0
+        and (isinstance(published, dict) and published.get("rolled_back") is not True)
+    )
+
+
+async def confirm_fleet_result(
+    context: Context, action: str, members: dict[str, str], result: runner.ConsoleResult
+) -> runner.ConsoleResult:
+    """After a rollout's run that changed the agent (members: host -> toolbox id): every
+    host the droplet-side check passed is read back by the console, as after a single run
+    (toolboxes.check_agent, pin and token relearnt when the run changed them). What each
+    read saw is kept as `data.console_checks[host]`; a host that did not answer makes the
+    run `failed`, naming it (its rollout state becomes `failed`, not `successful`)."""
+    if not changes_agent(action):
+        return result
+    hosts = [host for host in members if _verified_on_droplet(result, host)]
+
+    async def check(host: str) -> toolboxes.AgentCheck:
+        try:
+            return await toolboxes.check_agent(context, members[host], result)
+        except Exception as error:  # the run must still end and free its toolboxes
+            log.exception("agent_confirm_failed", extra={"run_id": result.run_id})
+            return toolboxes.AgentCheck(host, "", None, f"the console could not read it: {error}")
+
+    checks = await asyncio.gather(*(check(host) for host in hosts))
+    data = {**result.data, "console_checks": {c.name: c.public() for c in checks}}
+    failed = [c for c in checks if not c.ok]
+    if not failed:
+        return result.model_copy(update={"data": data})
+    error = "; ".join(
+        f"the DTMA agent on {c.name} did not verify from the console ({c.url}): {c.error}"
+        for c in failed
+    )
+    names = ", ".join(c.name for c in failed)
+    return result.model_copy(
+        update={
+            "status": "failed" if result.success else result.status,
+            "success": False,
+            "error": error if result.success else f"{result.error}; {error}",
+            "error_code": "verify_failed" if result.success else result.error_code,
+            "message": f"{action} failed on {names}: the console could not read the agent back",
+            "data": data,
+        }
+    )
+
+
 class Reaper:
     """Every third of the lease, write off runs whose owner stopped beating."""
 
@@ -436,6 +490,11 @@ class LocalRunManager:
                 if live.toolbox_id is not None:
                     result = await confirm_result(
                         self._context, live.action.name, live.toolbox_id, result
+                    )
+                else:
+                    members = dict(zip(live.request.hosts, live.toolbox_ids, strict=True))
+                    result = await confirm_fleet_result(
+                        self._context, live.action.name, members, result
                     )
             await run_in_threadpool(
                 run_store.close_run, self._context.sessions, live.run_id, result

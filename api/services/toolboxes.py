@@ -394,15 +394,30 @@ async def read_agent(
     return await read_with_relearning(context, toolbox_id, target, token, get, force=True)
 
 
-async def confirm_agent(
+@dataclass(frozen=True)
+class AgentCheck:
+    """The console's own read of one toolbox's agent after a run that changed it."""
+
+    name: str
+    url: str
+    version: str | None
+    error: str | None  # None: it answered, with the version the run published
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def public(self) -> dict[str, Any]:
+        return {"url": self.url, "ok": self.ok, "version": self.version, "error": self.error}
+
+
+async def check_agent(
     context: Context, toolbox_id: str, result: runner.ConsoleResult
-) -> runner.ConsoleResult:
-    """A dtma run verified the agent on the droplet itself; the console then reads it from
-    its own side, at the address and port (and with the token) its reads use. The run
-    succeeds only if that read answers with the version the role published."""
+) -> AgentCheck:
+    """Read the toolbox's agent from the console's side, at the address and port (with the
+    token and pin) its reads use, relearning the token and pin over SSH when the run changed
+    them; it must answer with the version the role published for its host."""
     name, address, token, pin = await run_in_threadpool(_agent_reach, context, toolbox_id, result)
-    if not result.success:
-        return result
     target = AgentTarget(name, address or "<no address>", pin)
     url = context.agent.url(target, "/status")
     published = (result.data.get("per_host") or {}).get(name, {}).get("dtma_result") or {}
@@ -418,18 +433,33 @@ async def confirm_agent(
             reason = refused.reason
     if reason is None and expected is not None and answer.get("version") != expected:
         reason = f"it answered version {answer.get('version')}, not {expected}"
-    check = {"url": url, "ok": reason is None, "version": answer.get("version"), "error": reason}
-    data = {**result.data, "console_check": check}
-    if reason is None:
+    return AgentCheck(name, url, answer.get("version"), reason)
+
+
+async def confirm_agent(
+    context: Context, toolbox_id: str, result: runner.ConsoleResult
+) -> runner.ConsoleResult:
+    """A dtma run verified the agent on the droplet itself; the console then reads it from
+    its own side (check_agent). The run succeeds only if that read answers with the version
+    the role published."""
+    if not result.success:
+        await run_in_threadpool(_agent_reach, context, toolbox_id, result)  # pins what it saw
+        return result
+    check = await check_agent(context, toolbox_id, result)
+    data = {**result.data, "console_check": check.public()}
+    if check.ok:
         return result.model_copy(update={"data": data})
-    error = f"the DTMA agent on {name} did not verify from the console ({url}): {reason}"
+    error = (
+        f"the DTMA agent on {check.name} did not verify from the console ({check.url}): "
+        f"{check.error}"
+    )
     return result.model_copy(
         update={
             "status": "failed",
             "success": False,
             "error": error,
             "error_code": "verify_failed",
-            "message": f"{result.action} failed on {name}: {error}",
+            "message": f"{result.action} failed on {check.name}: {error}",
             "data": data,
         }
     )

@@ -20,6 +20,8 @@ from api.web import (
     login,
     logs,
     maintenance,
+    provisioning,
+    registry_logins,
     rollouts,
     toolbox_list,
     toolbox_page,
@@ -44,6 +46,7 @@ def install(app: FastAPI) -> None:
     for module in (
         login,
         toolbox_list,
+        provisioning,
         toolbox_page,
         actions,
         logs,
@@ -52,5 +55,6 @@ def install(app: FastAPI) -> None:
         maintenance,
         charts,
         rollouts,
+        registry_logins,
     ):
         app.include_router(module.router)

@@ -11,6 +11,7 @@ from api.errors import ApiError
 from api.monitoring.router import MonitorDep
 from api.services import toolboxes
 from api.web.auth import BrowserDep, PostingBrowserDep
+from api.web.provisioning import ProvisionForm
 from api.web.templating import render
 from api.web.views import toolbox_rows
 
@@ -32,6 +33,7 @@ def toolboxes_page(
             "section": "toolboxes",
             "refresh_seconds": context.settings.web_refresh_seconds,
             "rows": toolbox_rows(db, browser.user),
+            "provision": ProvisionForm.empty(db) if browser.user.is_admin else None,
         },
     )
 

@@ -102,6 +102,36 @@ def test_reads_several_routes_over_one_keep_alive_connection_in_every_body_frami
     assert all(b"Authorization: Bearer t0ken-t0ken-t0ken-t0ken-\r\n" in h for h in heads)
 
 
+def test_back_to_back_reads_reuse_one_connection_and_one_dropped_while_idle_is_replaced() -> None:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def scenario() -> list[str]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    writer.write(answer(200, {"path": path_of(head), "n": len(connections)}))
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+
+        listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        client = AgentClient(port=port, timeout=2)
+        async with listening:
+            seen = [str((await client.get_json(PLAIN, "t0ken", "/status"))["n"])]
+            seen.append(str((await client.get_json(PLAIN, "t0ken", "/system"))["n"]))
+            connections[-1].close()  # the agent ends the idle connection
+            await asyncio.sleep(0.1)
+            seen.append(str((await client.get_json(PLAIN, "t0ken", "/status"))["n"]))
+            await client.aclose()
+        return seen
+
+    # One connection for the first two reads; a new one after the agent dropped it.
+    assert asyncio.run(scenario()) == ["1", "1", "2"]
+
+
 @pytest.mark.parametrize(
     ("status", "body", "error", "message"),
     [

@@ -72,7 +72,12 @@ def test_an_agent_rollout_in_batches_of_two_reaches_every_droplet(
     assert [(b["hosts"], b["done"], b["state"]) for b in rollout["batches"]] == [
         (1, 1, "done"), (2, 2, "done"), (2, 2, "done")
     ]  # fmt: skip
-    assert all(h["message"] == f"agent {releases['newer']} serves" for h in rollout["hosts"])
+    # Verified on each droplet, then read back by the console itself (its pinned client).
+    newer = releases["newer"]
+    assert all(
+        h["message"] == f"agent {newer} serves; read back by the console (version {newer})"
+        for h in rollout["hosts"]
+    ), rollout["hosts"]
     assert versions(sandbox) == dict.fromkeys(NAMES, releases["newer"])
     with console.http() as http:  # one run, over the five toolboxes, now unlocked
         run = http.get(f"/api/v1/runs/{rollout['run_id']}").json()

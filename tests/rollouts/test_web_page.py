@@ -52,7 +52,8 @@ def test_a_rollout_started_from_the_page_is_followed_live_to_its_final_table(
     page.evaluate("window.__notReloaded = true")
     status = page.locator("[data-testid=rollout-status]")
     assert status.inner_text() == "running"
-    # Live: the canary's row turns successful while the second batch has not finished.
+    # Live, in place: a host turns successful once the console read its agent back (at the
+    # run's end; until then the droplet-verified rows say they wait for that read).
     page.locator("tr[data-host=toolbox-4][data-state=successful]").wait_for(timeout=300_000)
     status.filter(has_text="successful").wait_for(timeout=300_000)
     assert page.evaluate("window.__notReloaded") is True  # updated in place, over SSE

@@ -105,6 +105,9 @@ def test_posts_without_the_csrf_token_are_refused(
             (f"/toolboxes/{toolbox}/tools", {"name": "csrf-probe", "image": "dtma-tool-echo:1.0"}),
             (f"/toolboxes/{toolbox}/dtma/restart", None),
             ("/toolboxes/sync", None),
+            ("/toolboxes", {"name": "csrf-probe", "region": "fra1", "size": "s-1vcpu-1gb"}),
+            (f"/toolboxes/{toolbox}/retire", {"confirm": "toolbox-1"}),
+            ("/registries", {"registry": "csrf.example", "username": "u", "password": "p"}),
             ("/logout", None),
         ):
             answer = request.post(f"{console.url}{path}", headers=headers, form=form)

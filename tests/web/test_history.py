@@ -57,7 +57,7 @@ def test_runs_page_follows_a_live_run_filters_and_opens_a_stored_log(
     page = tab.page
     # From the navigation, which reaches every page.
     nav = page.locator("nav[aria-label=Main] a")
-    expect(nav).to_have_text(["Toolboxes", "Rollouts", "Runs", "Alerts", "Audit"])
+    expect(nav).to_have_text(["Toolboxes", "Rollouts", "Runs", "Alerts", "Audit", "Registries"])
     page.locator("nav[aria-label=Main] a[href='/runs']").click()
     page.wait_for_url(f"{console.url}/runs")
     expect(page.locator("nav[aria-label=Main] a[aria-current=page]")).to_have_text("Runs")
