@@ -197,3 +197,42 @@ def test_cancel_from_the_other_console_stops_the_run_on_its_worker(
         assert http.post(f"/api/v1/runs/{run_id}/cancel").status_code == 409
     events = _events(cluster, 0, run_id)
     assert events[-1]["type"] == "run_end"
+
+
+def test_a_rollout_from_one_console_runs_on_a_worker_and_the_other_console_sees_it(
+    cluster: Cluster, deployed: list[str]
+) -> None:
+    names = ["toolbox-1", "toolbox-2"]
+    body = {
+        "action": "tool.restart",
+        "target": {"toolbox_ids": [_id(cluster, n) for n in names]},
+        "batch_size": 1,
+        "params": {"name": TOOL},
+    }
+    with cluster.apis[0].http() as http:
+        started = http.post("/api/v1/rollouts", json=body)
+        assert started.status_code == 202, started.text
+    rollout_id = started.json()["id"]
+
+    def ended() -> dict[str, Any] | None:
+        with cluster.apis[1].http() as http:
+            seen: dict[str, Any] = http.get(f"/api/v1/rollouts/{rollout_id}").json()
+        return None if seen["status"] == "running" else seen
+
+    rollout: dict[str, Any] = wait_until(ended, 300, f"rollout {rollout_id} to end")
+    assert rollout["status"] == "successful", rollout
+    hosts = {h["name"]: h for h in rollout["hosts"]}
+    assert {n: (h["batch"], h["state"]) for n, h in hosts.items()} == {
+        "toolbox-1": (0, "successful"), "toolbox-2": (1, "successful"),
+    }  # fmt: skip
+    assert {h["run_id"] for h in hosts.values()} == {rollout["run_id"]}
+    with cluster.apis[1].http() as http:  # one run over both toolboxes, held by a worker
+        run = http.get(f"/api/v1/runs/{rollout['run_id']}").json()
+        listed = {t["name"]: t for t in http.get("/api/v1/toolboxes").json()}
+    assert (run["status"], run["success"]) == ("successful", True), run
+    assert sorted(run["request"]["hosts"]) == names
+    assert cluster.worker_owned(run["owner"]) is not None, run["owner"]
+    assert {listed[n]["active_run_id"] for n in names} == {None}
+    events = _events(cluster, 1, rollout["run_id"])
+    assert events[-1]["type"] == "run_end"
+    assert {e.get("host") for e in events if e["type"] in ("task_ok", "task_changed")} >= set(names)
