@@ -40,6 +40,8 @@ log = logging.getLogger("api.runs")
 
 # How long past its own timeout a run may go without a result before it is written off.
 WATCHDOG_GRACE_SECONDS = 120
+# Agents read back at once after a rollout's run (a read may relearn over SSH).
+FLEET_CHECKS_AT_ONCE = 16
 
 # Called after every run with (toolbox id, result); monitoring re-reads the toolbox.
 AfterRunHook = Callable[[str, runner.ConsoleResult], Awaitable[None]]
@@ -285,10 +287,12 @@ async def confirm_fleet_result(
     if not changes_agent(action):
         return result
     hosts = [host for host in members if _verified_on_droplet(result, host)]
+    at_once = asyncio.Semaphore(FLEET_CHECKS_AT_ONCE)
 
     async def check(host: str) -> toolboxes.AgentCheck:
         try:
-            return await toolboxes.check_agent(context, members[host], result)
+            async with at_once:
+                return await toolboxes.check_agent(context, members[host], result)
         except Exception as error:  # the run must still end and free its toolboxes
             log.exception("agent_confirm_failed", extra={"run_id": result.run_id})
             return toolboxes.AgentCheck(host, "", None, f"the console could not read it: {error}")
