@@ -20,10 +20,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# Seconds each job took in a CI run (load 1-3); only their order matters.
+# Seconds each job took in 3 lanes (clean-clone CI of 2026-12-01, 1989 s in all); only
+# their order matters.
 declare -A AREA_SECONDS=(
-    [api]=572 [dtma]=400 [tools]=332 [molecule]=300 [web]=249 [rollouts]=238 [monitoring]=228
-    [distributed]=152 [vault]=137 [runner]=116 [fleet]=88 [fuzz]=87 [agent]=15
+    [api]=1084 [dtma]=862 [molecule]=744 [tools]=641 [rollouts]=608 [web]=532 [monitoring]=437
+    [distributed]=298 [vault]=207 [runner]=177 [fleet]=133 [fuzz]=120 [agent]=26
 )
 
 with_molecule=0
