@@ -122,11 +122,12 @@ def open_run(
             raise
 
 
-def _release(session: Session, run_id: str) -> None:
-    """Free every toolbox the run holds (one, or each toolbox of a rollout's run)."""
+def _release(session: Session, *run_ids: str) -> None:
+    """Free every toolbox the runs hold (one, or each toolbox of a rollout's run), stamping
+    when their run ended (a fresh read never reaches back past it)."""
     session.execute(
         update(Toolbox)
-        .where(Toolbox.active_run_id == run_id)
+        .where(Toolbox.active_run_id.in_(run_ids))
         .values(active_run_id=None, run_ended_at=utcnow())
     )
 
@@ -410,11 +411,7 @@ def interrupt(session: Session, runs: list[Run], reason: str, message: str) -> l
             entry.outcome, entry.detail = "interrupted", reason
     ids = [run.id for run in runs]
     if ids:
-        session.execute(
-            update(Toolbox)
-            .where(Toolbox.active_run_id.in_(ids))
-            .values(active_run_id=None, run_ended_at=now)
-        )
+        _release(session, *ids)
     return ids
 
 
