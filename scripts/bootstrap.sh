@@ -45,7 +45,10 @@ if [ -z "$UV" ]; then
         .tools/uv/bin/pip install -q uv
     fi
 fi
-"$UV" sync --frozen --quiet
+# Compiled at install: where the environment sets PYTHONDONTWRITEBYTECODE (this machine's
+# does), no process writes a .pyc, and every dtma-console, pytest or molecule start would
+# compile its imports again (`import api.cli`: 3.7 s of CPU from source, 1.9 s compiled).
+"$UV" sync --frozen --quiet --compile-bytecode
 
 # A Docker engine that answers; start dockerd ourselves when none does.
 if ! docker info >/dev/null 2>&1; then
