@@ -14,7 +14,13 @@ import pytest
 
 from sandbox import fleet
 from sandbox.config import PROJECT_ROOT
-from tests.tools.helpers import Play, PlaybookRun, parse_json_report, remove_containers
+from tests.tools.helpers import (
+    Play,
+    PlaybookRun,
+    RecordedRun,
+    parse_json_report,
+    remove_containers,
+)
 
 # Generous: the machine is shared with other suites on 2 cores.
 PLAYBOOK_TIMEOUT = 420
@@ -23,10 +29,18 @@ ECHO_PORT = 28080
 
 
 @pytest.fixture(scope="session")
+def recorded_runs() -> list[RecordedRun]:
+    """Every run of `play` this session, in order: tests that assert a property of an
+    action's run (its task result count) read it from a run another test already made."""
+    return []
+
+
+@pytest.fixture(scope="session")
 def play(
     sandbox: fleet.SandboxInfo,
     ansible_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
+    recorded_runs: list[RecordedRun],
 ) -> Play:
     """Run playbooks/<name> against the sandbox, limited to `host`, with JSON extra vars."""
     varsdir = tmp_path_factory.mktemp("tool-extravars")
@@ -53,10 +67,12 @@ def play(
             timeout=PLAYBOOK_TIMEOUT,
         )  # fmt: skip
         try:
-            stats, tool_result, failed = parse_json_report(completed.stdout)
+            outcome = parse_json_report(completed.stdout, completed.returncode, completed.stderr)
         except json.JSONDecodeError:  # ansible stopped before the play (e.g. bad inventory)
-            stats, tool_result, failed = {}, None, [completed.stderr.strip()[-2000:]]
-        return PlaybookRun(completed.returncode, stats, tool_result, failed, completed.stderr)
+            failed = [completed.stderr.strip()[-2000:]]
+            outcome = PlaybookRun(completed.returncode, {}, None, failed, completed.stderr)
+        recorded_runs.append(RecordedRun(playbook, host, extravars or {}, extra_args, outcome))
+        return outcome
 
     return run
 

@@ -18,6 +18,10 @@ class PlaybookRun:
     tool_result: dict[str, Any] | None
     failed_messages: list[str] = field(default_factory=list)
     stderr: str = ""
+    # Per host: how many task results (DESIGN.md "Task results": one per task it ran, skipped
+    # or failed) and the names of the tasks it ran (not skipped), in order.
+    task_results: dict[str, int] = field(default_factory=dict)
+    ran: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def error(self) -> str | None:
@@ -34,21 +38,36 @@ class PlaybookRun:
 Play = Callable[..., PlaybookRun]
 
 
-Report = tuple[dict[str, dict[str, int]], dict[str, Any] | None, list[str]]
+@dataclass
+class RecordedRun:
+    """One run the `play` fixture made this session, with what it was asked."""
+
+    playbook: str
+    host: str | None
+    extravars: dict[str, Any]
+    extra_args: tuple[str, ...]
+    run: PlaybookRun
 
 
-def parse_json_report(stdout: str) -> Report:
-    """(per-host stats, the published tool_result, messages of the failed tasks in order)."""
+def parse_json_report(stdout: str, rc: int, stderr: str) -> PlaybookRun:
+    """The run from the ansible.posix.json callback's report: per-host stats, the published
+    tool_result, messages of the failed tasks in order, and per host its task results."""
     report = json.loads(stdout)
-    failed = [
-        str(result.get("msg", ""))
-        for play in report["plays"]
-        for task in play["tasks"]
-        for result in task["hosts"].values()
-        if result.get("failed")
-    ]
+    failed = []
+    task_results: dict[str, int] = {}
+    ran: dict[str, list[str]] = {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                task_results[host] = task_results.get(host, 0) + 1
+                if not result.get("skipped"):
+                    ran.setdefault(host, []).append(task["task"]["name"])
+                if result.get("failed"):
+                    failed.append(str(result.get("msg", "")))
     custom = report.get("global_custom_stats") or {}
-    return report["stats"], custom.get("tool_result"), failed
+    return PlaybookRun(
+        rc, report["stats"], custom.get("tool_result"), failed, stderr, task_results, ran
+    )
 
 
 def droplet_exec(container: str, *args: str) -> subprocess.CompletedProcess[str]:
