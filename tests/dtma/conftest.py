@@ -7,7 +7,7 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,10 @@ class PlaybookRun:
     output: str
     stats: dict[str, dict[str, int]]
     results: dict[str, dict[str, Any]]
+    # Task results (DESIGN.md "Task results") host by host, and the tasks that were retried
+    # (an `until` that needed more than one attempt): what a runner run's events would count.
+    task_results: dict[str, int] = field(default_factory=dict)
+    retried: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
         """Messages of the failed tasks, host by host."""
@@ -66,11 +70,44 @@ class Release:
 RunPlaybook = Callable[..., PlaybookRun]
 
 
+@dataclass
+class RecordedRun:
+    """One run the `run_playbook` fixture made this session, with what it was asked."""
+
+    playbook: str
+    limit: str | None
+    extravars: dict[str, Any]
+    run: PlaybookRun
+
+
+def count_task_results(report: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
+    """Per host, the results of its tasks in a json callback report (one per task a host
+    ran, skipped or failed: the runner's task_ok/changed/skipped/failed/unreachable events),
+    and the names of the tasks that took more than one attempt (the runner's task_retry)."""
+    counts: dict[str, int] = {}
+    retried = []
+    for play in report.get("plays", []):
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                counts[host] = counts.get(host, 0) + 1
+                if int(result.get("attempts", 1)) > 1:
+                    retried.append(f"{host}: {task['task']['name']}")
+    return counts, retried
+
+
+@pytest.fixture(scope="session")
+def recorded_runs() -> list[RecordedRun]:
+    """Every run of `run_playbook` this session, in order: tests that assert a property of
+    an action's run (its task result count) read it from a run another test already made."""
+    return []
+
+
 @pytest.fixture(scope="session")
 def run_playbook(
     sandbox: SandboxInfo,
     ansible_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
+    recorded_runs: list[RecordedRun],
 ) -> RunPlaybook:
     """Run playbooks/<name> as an operator would, reading the outcome from the json callback."""
     vars_dir = tmp_path_factory.mktemp("dtma-extravars")
@@ -112,9 +149,17 @@ def run_playbook(
         start = done.stdout.find("{")
         report = json.loads(done.stdout[start:]) if start >= 0 else {}
         results = report.get("global_custom_stats", {}).get("dtma_result", {})
-        return PlaybookRun(
-            done.returncode, done.stdout + done.stderr, report.get("stats", {}), results
+        counts, retried = count_task_results(report)
+        outcome = PlaybookRun(
+            done.returncode,
+            done.stdout + done.stderr,
+            report.get("stats", {}),
+            results,
+            counts,
+            retried,
         )
+        recorded_runs.append(RecordedRun(playbook, limit, extravars, outcome))
+        return outcome
 
     return run
 
@@ -170,7 +215,13 @@ def current_release(droplet: Droplet) -> str:
     return Path(docker_exec(droplet, "readlink /opt/dtma/current")).name
 
 
-def make_release(base: Path, version: str, broken: bool = False, notifies: bool = True) -> Release:
+def make_release(
+    base: Path,
+    version: str,
+    wheelhouse_root: Path | None = None,
+    broken: bool = False,
+    notifies: bool = True,
+) -> Release:
     """A git repository holding a copy of agent/ with another version (and, if broken, an
     agent that cannot start; without notifies, one that never tells systemd it is ready, as
     agents before 1.3.0), usable as a source directory or as a git source."""
@@ -193,26 +244,41 @@ def make_release(base: Path, version: str, broken: bool = False, notifies: bool 
     git = ["git", "-C", str(repo), "-c", "user.name=dtma-tests", "-c", "user.email=tests@dtma"]
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", version]):
         subprocess.run([*git, *args], check=True, capture_output=True)
-    return Release(version, repo, base / "wheelhouse")
+    return Release(version, repo, wheelhouse_root or base / "wheelhouse")
 
 
 @pytest.fixture(scope="session")
-def newer_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    return make_release(tmp_path_factory.mktemp("release-newer"), f"{BASE_VERSION}+test.newer")
+def release_wheelhouses(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One wheelhouse root for the test releases (a directory per version): the builder's
+    private pip venv in it is made once for all of them, not once per release."""
+    return tmp_path_factory.mktemp("release-wheelhouses")
 
 
 @pytest.fixture(scope="session")
-def legacy_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """A release older than readiness notification (1.3.0) whose agent never notifies."""
+def newer_release(tmp_path_factory: pytest.TempPathFactory, release_wheelhouses: Path) -> Release:
     return make_release(
-        tmp_path_factory.mktemp("release-legacy"), "1.2.9+test.legacy", notifies=False
+        tmp_path_factory.mktemp("release-newer"), f"{BASE_VERSION}+test.newer", release_wheelhouses
     )
 
 
 @pytest.fixture(scope="session")
-def broken_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+def legacy_release(tmp_path_factory: pytest.TempPathFactory, release_wheelhouses: Path) -> Release:
+    """A release older than readiness notification (1.3.0) whose agent never notifies."""
     return make_release(
-        tmp_path_factory.mktemp("release-broken"), f"{BASE_VERSION}+test.broken", broken=True
+        tmp_path_factory.mktemp("release-legacy"),
+        "1.2.9+test.legacy",
+        release_wheelhouses,
+        notifies=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def broken_release(tmp_path_factory: pytest.TempPathFactory, release_wheelhouses: Path) -> Release:
+    return make_release(
+        tmp_path_factory.mktemp("release-broken"),
+        f"{BASE_VERSION}+test.broken",
+        release_wheelhouses,
+        broken=True,
     )
 
 
