@@ -31,11 +31,12 @@ TREE = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(command: list[str], env: dict[str, str]) -> float:
+def _cpu_of(command: list[str], env: dict[str, str], cwd: Path) -> float:
     """User + system CPU seconds of a command that exits (GNU time, as operators see it)."""
     done = subprocess.run(
         ["/usr/bin/time", "-f", "%U %S", *command],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
@@ -60,12 +61,13 @@ def _healthz_answers() -> bool:
         connection.close()
 
 
-def _serve(env: dict[str, str]) -> tuple[float, float]:
+def _serve(env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of `dtma-console serve` up to its first /healthz answer."""
     started = time.monotonic()
     process = subprocess.Popen(
         [str(BIN / "dtma-console"), "serve", "--port", str(PORT)],
         env=env,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -80,8 +82,8 @@ def _serve(env: dict[str, str]) -> tuple[float, float]:
         process.wait(timeout=60)
 
 
-def _round(tree: Path, scratch: Path, results: defaultdict[str, list[float]]) -> None:
-    env = {
+def _env(tree: Path, scratch: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": str(tree),
         "DTMA_DATABASE_URL": f"sqlite:///{scratch / 'console.db'}",
@@ -90,18 +92,24 @@ def _round(tree: Path, scratch: Path, results: defaultdict[str, list[float]]) ->
         "DTMA_RUNS_DIR": str(scratch / "runs"),
         "DTMA_LOG_LEVEL": "WARNING",
     }
+
+
+def _round(tree: Path, scratch: Path, results: defaultdict[str, list[float]]) -> None:
+    env = _env(tree, scratch)
     cli = str(BIN / "dtma-console")
-    results["import api.cli"].append(_cpu_of([sys.executable, "-c", "import api.cli"], env))
-    results["dtma-console --help"].append(_cpu_of([cli, "--help"], env))
-    results["dtma-console token --help"].append(_cpu_of([cli, "token", "--help"], env))
+    # In the scratch directory: `python -c` puts the working directory first on sys.path.
+    run = [sys.executable, "-c", "import api.cli"]
+    results["import api.cli"].append(_cpu_of(run, env, scratch))
+    results["dtma-console --help"].append(_cpu_of([cli, "--help"], env, scratch))
+    results["dtma-console token --help"].append(_cpu_of([cli, "token", "--help"], env, scratch))
     results["token create (db at head)"].append(
-        _cpu_of([cli, "token", "create", "--user", "bench"], env)
+        _cpu_of([cli, "token", "create", "--user", "bench"], env, scratch)
     )
-    cpu, wall = _serve(env)
+    cpu, wall = _serve(env, scratch)
     results["serve to /healthz, db at head: CPU"].append(cpu)
     results["serve to /healthz, db at head: wall"].append(wall)
     fresh = {**env, "DTMA_DATABASE_URL": f"sqlite:///{scratch / 'fresh.db'}"}
-    cpu, wall = _serve(fresh)
+    cpu, wall = _serve(fresh, scratch)
     (scratch / "fresh.db").unlink()
     results["serve to /healthz, new db: CPU"].append(cpu)
     results["serve to /healthz, new db: wall"].append(wall)
@@ -114,8 +122,14 @@ def main() -> None:
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = {name: defaultdict[str, list[float]](list) for name in trees}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in trees:
-            (Path(tmp) / name).mkdir(mode=0o700)
+        for name, tree in trees.items():
+            scratch = Path(tmp) / name
+            scratch.mkdir(mode=0o700)
+            # The database at head before the rounds: `token create` and `serve` find it so.
+            subprocess.run(
+                [str(BIN / "dtma-console"), "db", "upgrade"],
+                env=_env(tree, scratch), cwd=scratch, check=True, capture_output=True,
+            )  # fmt: skip
         for _ in range(ROUNDS):
             for name, tree in trees.items():
                 _round(tree, Path(tmp) / name, results[name])
