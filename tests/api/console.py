@@ -122,6 +122,22 @@ def new_console(sandbox: SandboxInfo, workdir: Path, database_url: str) -> Conso
     return Console(env=env, log_path=workdir / "console.log")
 
 
+def sibling_console(console: Console, workdir: Path, **env: str | None) -> Console:
+    """A second `dtma-console serve` on `console`'s database and token (started by the
+    caller), with its own port, log and runs dir and `env` changed (None: unset): cheaper
+    than restarting the shared console twice, and the shared one keeps serving."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    changed = {
+        **console.env,
+        "DTMA_PORT": str(free_port()),
+        "DTMA_RUNS_DIR": str(workdir / "runs"),
+        **{k: v for k, v in env.items() if v is not None},
+    }
+    for name in [k for k, v in env.items() if v is None]:
+        changed.pop(name, None)
+    return Console(env=changed, log_path=workdir / "console.log", token=console.token)
+
+
 # -- ground truth from the droplets --------------------------------------------------------
 def docker_exec(container: str, *command: str, check: bool = True) -> str:
     done = subprocess.run(
@@ -140,6 +156,12 @@ def agent_tls(container: str) -> ssl.SSLContext:
     )
     context.check_hostname = False
     return context
+
+
+def remove_tool(container: str, name: str) -> None:
+    """Clean-up of a test's tool instance on the droplet, without a playbook run (the
+    console's delete is asserted by the tests of the tool lifecycle)."""
+    docker_exec(container, "docker", "rm", "-f", "-v", name, check=False)
 
 
 def inspect_tool(container: str, name: str) -> dict[str, Any] | None:
