@@ -1,23 +1,22 @@
 """Console commands for `dtma-console` (wired into the top-level app by api/cli.py):
-`serve`, `worker`, `db upgrade`, `token create`, `sync`, `notify test`."""
+`serve`, `worker`, `db upgrade`, `token create`, `sync`, `notify test`.
+
+Each command imports the parts of the console it uses when it runs: importing all of them
+costs about 2 s of CPU, which every `dtma-console` process (`--help` included) paid before
+(api/README.md, "Start-up cost").
+"""
 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
-from pydantic import ValidationError
 
-from api import migrate, monitoring
-from api.context import Context
-from api.db import session_scope
-from api.errors import ApiError
-from api.log import configure_logging
-from api.services import audit, tokens, toolboxes, users
-from api.services.digitalocean import list_tagged_droplets
-from api.settings import Settings
-from api.vault.crypto import MasterKeyError
+if TYPE_CHECKING:
+    from api.context import Context
+    from api.errors import ApiError
+    from api.settings import Settings
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="The console's database.", no_args_is_help=True)
@@ -26,6 +25,11 @@ notify_app = typer.Typer(help="Alert notifications (webhooks, Apprise).", no_arg
 
 def _context() -> Context:
     """The service's context for a command: migrated DB, vault open (per-toolbox keys)."""
+    from api import migrate
+    from api.context import Context
+    from api.settings import Settings
+    from api.vault.crypto import MasterKeyError
+
     context = Context.build(Settings())
     migrate.upgrade(context.engine, settings=context.settings)
     try:
@@ -38,6 +42,10 @@ def _context() -> Context:
 
 def _settings() -> Settings:
     """The settings, or exit 1 with what is wrong with them (no traceback)."""
+    from pydantic import ValidationError
+
+    from api.settings import Settings
+
     try:
         return Settings()
     except ValidationError as error:
@@ -57,7 +65,10 @@ def serve(
     port: int | None = typer.Option(None, help="Port to listen on (default DTMA_PORT)."),
 ) -> None:
     """Run the console's HTTP service (migrates the database first)."""
+    import uvicorn
+
     from api.app import create_app
+    from api.log import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -82,7 +93,12 @@ def worker(
 ) -> None:
     """Execute runs sent by console processes in celery mode (DTMA_EXECUTOR=celery): a
     Celery worker on DTMA_BROKER_URL sharing DTMA_DATABASE_URL and the master key."""
+    from api import migrate
+    from api.context import Context
     from api.executors.worker import serve_worker
+    from api.log import configure_logging
+    from api.settings import Settings
+    from api.vault.crypto import MasterKeyError
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -110,6 +126,10 @@ def worker(
 def db_upgrade() -> None:
     """Apply the database migrations (for a shared database, before starting consoles and
     workers; an embedded `serve` also migrates when it starts)."""
+    from api import migrate
+    from api.context import Context
+    from api.settings import Settings
+
     settings = Settings()
     context = Context.build(settings)
     was_pending = migrate.pending(context.engine)
@@ -128,6 +148,10 @@ def token_create(
     label: str | None = typer.Option(None, "--label", help="What the token is for."),
 ) -> None:
     """Create an API token; it is printed once and only its hash is stored."""
+    from api.db import session_scope
+    from api.errors import ApiError
+    from api.services import tokens, users
+
     context = _context()
     try:
         lifetime = tokens.parse_lifetime(expires) if expires is not None else None
@@ -147,6 +171,9 @@ def token_list(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
 ) -> None:
     """Every API token (never the token itself): id, user, label, dates, state."""
+    from api.db import session_scope
+    from api.services import tokens
+
     context = _context()
     with session_scope(context.sessions) as session:
         views = [tokens.view(row) for row in tokens.listed(session, None)]
@@ -164,6 +191,10 @@ def token_list(
 @token_app.command("revoke")
 def token_revoke(token_id: str = typer.Argument(..., help="The token's id (token list).")) -> None:
     """Revoke an API token at once; the web sessions signed in with it end too."""
+    from api.db import session_scope
+    from api.errors import ApiError
+    from api.services import audit, tokens
+
     context = _context()
     try:
         with session_scope(context.sessions) as session:
@@ -182,6 +213,12 @@ def token_revoke(token_id: str = typer.Argument(..., help="The token's id (token
 def sync() -> None:
     """Import the tagged droplets from the DigitalOcean API, then read every toolbox's state
     (agent, or SSH when the agent does not answer) into the database."""
+    from api import monitoring
+    from api.db import session_scope
+    from api.errors import ApiError
+    from api.services import audit, toolboxes
+    from api.services.digitalocean import list_tagged_droplets
+
     context = _context()
     try:
         with (
@@ -211,8 +248,11 @@ def notify_test() -> None:
     DTMA_NOTIFY_URLS); exits 1 when a target did not take it or none is configured."""
     import asyncio
 
+    from api.context import Context
+    from api.log import configure_logging
     from api.monitoring.notify import NotifyConfigError
     from api.monitoring.webhooks import WebhookDispatcher
+    from api.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level)

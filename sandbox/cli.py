@@ -1,4 +1,7 @@
-"""`dtma-console sandbox …`: the local DigitalOcean fleet."""
+"""`dtma-console sandbox …`: the local DigitalOcean fleet.
+
+Each command imports sandbox.fleet (httpx, yaml, docker helpers) when it runs: the other
+`dtma-console` commands register these without paying for it."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import json
 
 import typer
 
-from sandbox import fleet
 from sandbox.config import SandboxConfig
 
 app = typer.Typer(help="A local DigitalOcean fleet: droplet containers and an API emulator.")
@@ -22,6 +24,8 @@ def up(
     droplets: int = typer.Option(3, "--droplets", min=1, max=150, help="How many droplets."),
 ) -> None:
     """Start the emulator and droplets toolbox-1..N (idempotent); wait until SSH answers."""
+    from sandbox import fleet
+
     try:
         sandbox = fleet.up(SandboxConfig.from_env(), droplets)
     except (fleet.SandboxError, RuntimeError) as error:
@@ -34,6 +38,8 @@ def up(
 @app.command()
 def down() -> None:
     """Remove every droplet container and stop the emulator."""
+    from sandbox import fleet
+
     removed = fleet.down(SandboxConfig.from_env())
     typer.echo(f"removed {len(removed)} droplet container(s); emulator stopped")
 
@@ -41,6 +47,8 @@ def down() -> None:
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show the emulator and every droplet with its container and SSH state."""
+    from sandbox import fleet
+
     try:
         report = fleet.status(SandboxConfig.from_env())
     except fleet.SandboxError as error:
@@ -58,6 +66,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 @app.command()
 def inventory() -> None:
     """Print the path of the inventory file that points at the emulator."""
+    from sandbox import fleet
+
     config = SandboxConfig.from_env()
     try:
         sandbox = fleet.info(config)

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import apprise
 from pydantic import SecretStr
 
 SEVERITIES = ("critical", "warning")
@@ -52,6 +51,8 @@ class AppriseTarget:
 
     def send_sync(self, title: str, body: str, notify_type: str, timeout: float) -> str | None:
         """Deliver one message; None when the service accepted it, else why not."""
+        import apprise  # here and in parse_entry: only consoles with DTMA_NOTIFY_URLS use it
+
         sender = apprise.Apprise()
         if not sender.add(self.url.get_secret_value()):
             return f"{self.label}: not a valid Apprise URL"
@@ -75,6 +76,8 @@ def parse_entry(entry: str, position: int) -> AppriseTarget:
             f"DTMA_NOTIFY_URLS entry {position}: unknown severity {', '.join(unknown)} "
             f"(use {', '.join(SEVERITIES)})"
         )
+    import apprise
+
     plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None:
         raise NotifyConfigError(

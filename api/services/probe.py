@@ -3,6 +3,11 @@
 Answers in the agent's shapes (status, system, containers) as far as SSH can tell, so that
 callers handle one format whatever the source. Blocking: call it from a worker thread.
 The private key stays in memory (a paramiko key object), never on disk.
+
+pyinfra and paramiko (with gevent and invoke, about 0.3 s of CPU to import) are imported by
+the functions that use them: every console process imports this module, few probe over SSH.
+The facts are imported once connected: connected() imports pyinfra.api first, so threads
+probing at once import pyinfra in one order (no import-lock deadlock).
 """
 
 from __future__ import annotations
@@ -16,15 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paramiko
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.host import Host
-from pyinfra.facts.docker import DockerContainers
-from pyinfra.facts.server import Command, Hostname, LoadAverage
-from pyinfra.facts.systemd import SystemdStatus
+if TYPE_CHECKING:
+    import paramiko
+    from pyinfra.api.host import Host
 
 logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
 
@@ -47,6 +48,8 @@ class SshTarget:
 
 
 def _load_key(text: str) -> paramiko.PKey:
+    import paramiko
+
     key_class: type[paramiko.PKey]
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
@@ -59,6 +62,9 @@ def _load_key(text: str) -> paramiko.PKey:
 @contextmanager
 def connected(target: SshTarget, timeout: float) -> Iterator[Host]:
     """A pyinfra host connected to `target`, host key pinned when known_hosts is given."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.exceptions import PyinfraError
+
     with tempfile.TemporaryDirectory(prefix="dtma-probe-") as workdir:
         known_hosts = Path(workdir) / "known_hosts"
         known_hosts.write_text(target.known_hosts or "")
@@ -92,6 +98,8 @@ def connected(target: SshTarget, timeout: float) -> Iterator[Host]:
 
 
 def _fact(host: Host, fact: type, timeout: float, **arguments: Any) -> Any:
+    from pyinfra.api.exceptions import PyinfraError
+
     try:
         return host.get_fact(fact, _timeout=int(timeout), **arguments)
     except PyinfraError as error:
@@ -99,6 +107,8 @@ def _fact(host: Host, fact: type, timeout: float, **arguments: Any) -> Any:
 
 
 def _command(host: Host, command: str, timeout: float) -> str:
+    from pyinfra.facts.server import Command
+
     output = _fact(host, Command, timeout, command=command)
     if output is None:
         raise ProbeError(f"command failed over SSH: {command}")
@@ -139,6 +149,9 @@ def read_all(
 
 def read_status(target: SshTarget, timeout: float, reuse: Host | None = None) -> dict[str, Any]:
     with _on(target, timeout, reuse) as host:
+        from pyinfra.facts.docker import DockerContainers
+        from pyinfra.facts.systemd import SystemdStatus
+
         units = _fact(host, SystemdStatus, timeout, services=[AGENT_UNIT, "docker.service"])
         release = _command(host, f'echo "release=$(readlink -f {DTMA_CURRENT})"', timeout)
         release = release.strip().removeprefix("release=")
@@ -178,6 +191,8 @@ def _cpu_percent(stat_twice: str) -> float:
 
 def read_system(target: SshTarget, timeout: float, reuse: Host | None = None) -> dict[str, Any]:
     with _on(target, timeout, reuse) as host:
+        from pyinfra.facts.server import Hostname, LoadAverage
+
         hostname = _fact(host, Hostname, timeout)
         load = _fact(host, LoadAverage, timeout) or {}
         cpus = int(_command(host, "nproc", timeout).strip())
@@ -263,6 +278,8 @@ def read_containers(
     target: SshTarget, timeout: float, *, managed: bool, reuse: Host | None = None
 ) -> dict[str, Any]:
     with _on(target, timeout, reuse) as host:
+        from pyinfra.facts.docker import DockerContainers
+
         inspected = _fact(host, DockerContainers, timeout) or []
     containers = [_container(c) for c in inspected]
     if managed:

@@ -5,26 +5,20 @@ keys rotate-master [--new-key]  re-seal every stored secret with the first maste
 keys bootstrap [--toolbox NAME]... give toolboxes without a key of their own one
 keys rotate --toolbox NAME      rotate a toolbox's key
 keys list                       which key and host keys every toolbox has
+
+Each command imports what it uses when it runs, as in api/commands.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import select
 
-from api.commands import _context as migrated_context
-from api.context import Context
-from api.db import session_scope
-from api.errors import ApiError
-from api.models import Toolbox
-from api.settings import Settings
-from api.vault import hostkeys, info, rotation, sealed
-from api.vault.crypto import Keyring, MasterKeyError, SealError, generate_master_key
-from api.vault.master import load_keyring, write_key_file
-from api.vault.startup import verify_database
+if TYPE_CHECKING:
+    from api.context import Context
+    from api.vault.crypto import Keyring
+    from api.vault.sealed import ResealReport
 
 keys_app = typer.Typer(help="Master keys and per-toolbox SSH keys.", no_args_is_help=True)
 
@@ -37,10 +31,15 @@ def _error(message: str) -> typer.Exit:
 @keys_app.command("generate-master")
 def generate_master() -> None:
     """Print a new random master key (32 bytes, URL-safe base64) for DTMA_MASTER_KEY."""
+    from api.vault.crypto import generate_master_key
+
     typer.echo(generate_master_key())
 
 
-def _reseal(context: Context, keyring: Keyring) -> sealed.ResealReport:
+def _reseal(context: Context, keyring: Keyring) -> ResealReport:
+    from api.db import session_scope
+    from api.vault import sealed
+
     with session_scope(context.sessions) as session:
         return sealed.reseal_all(session, keyring)
 
@@ -58,6 +57,13 @@ def rotate_master(
 
     With DTMA_MASTER_KEY: set it to 'NEW,OLD' (service and this command), run this, then
     drop OLD. With the demo key file: --new-key does all of it."""
+    from api.commands import _context as migrated_context
+    from api.db import session_scope
+    from api.settings import Settings
+    from api.vault.crypto import Keyring, MasterKeyError, SealError, generate_master_key
+    from api.vault.master import load_keyring, write_key_file
+    from api.vault.startup import verify_database
+
     settings = Settings()
     context = migrated_context()
     try:
@@ -95,6 +101,12 @@ def rotate_master(
 
 def _select(context: Context, names: list[str], *, without_key: bool) -> list[tuple[str, str]]:
     """(id, name) of the named toolboxes, or of every current one without its own key."""
+    from sqlalchemy import select
+
+    from api.db import session_scope
+    from api.models import Toolbox
+    from api.vault import info
+
     with session_scope(context.sessions) as session:
         toolboxes = list(
             session.scalars(
@@ -118,6 +130,9 @@ async def _rotate_each(context: Context, targets: list[tuple[str, str]]) -> bool
 
 
 async def _rotate_all(context: Context, targets: list[tuple[str, str]]) -> bool:
+    from api.errors import ApiError
+    from api.vault import rotation
+
     ok = True
     for toolbox_id, name in targets:
         try:
@@ -141,6 +156,10 @@ def bootstrap(
     ] = None,
 ) -> None:
     """Give toolboxes their own SSH key, installed with the key they were created with."""
+    import asyncio
+
+    from api.commands import _context as migrated_context
+
     context = migrated_context()
     targets = _select(context, toolbox or [], without_key=True)
     if not targets:
@@ -155,6 +174,10 @@ def rotate(
     toolbox: Annotated[list[str], typer.Option(help="Toolbox name (repeatable).")],
 ) -> None:
     """Rotate the SSH key of toolboxes (a bootstrap for one without its own key)."""
+    import asyncio
+
+    from api.commands import _context as migrated_context
+
     context = migrated_context()
     if not asyncio.run(_rotate_each(context, _select(context, toolbox, without_key=False))):
         raise typer.Exit(code=1)
@@ -163,6 +186,13 @@ def rotate(
 @keys_app.command("list")
 def list_keys() -> None:
     """Every toolbox: where its SSH key comes from, its fingerprint, its pinned host keys."""
+    from sqlalchemy import select
+
+    from api.commands import _context as migrated_context
+    from api.db import session_scope
+    from api.models import Toolbox
+    from api.vault import hostkeys, info
+
     context = migrated_context()
     with session_scope(context.sessions) as session:
         for toolbox in session.scalars(select(Toolbox).order_by(Toolbox.name)):

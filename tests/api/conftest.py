@@ -26,7 +26,15 @@ from api.settings import Settings
 from sandbox.config import SandboxConfig
 from sandbox.emulator import Emulator, _Handler
 from sandbox.fleet import SandboxInfo
-from tests.api.console import Console, new_console, wait_until
+from tests.api.console import (
+    Console,
+    agent_token,
+    file_sha256,
+    new_console,
+    operator_install,
+    served_sha256,
+    wait_until,
+)
 from tests.api.postgres import create_database, postgres_cluster
 from tests.api.server import free_port, live_server
 
@@ -200,6 +208,38 @@ def toolboxes(console: Console) -> dict[str, dict[str, Any]]:
     """The console's toolboxes by name."""
     with console.http() as http:
         return {t["name"]: t for t in http.get("/api/v1/toolboxes").json()}
+
+
+@dataclass(frozen=True)
+class OperatorReinstall:
+    """One operator's plain `dtma_install.yml` over every console-managed droplet, as the
+    README has it, and what each droplet held just before and just after it: the agent's
+    token, its certificate file, and the certificate port 30000 served after the run."""
+
+    tokens_before: dict[str, str]
+    tokens_after: dict[str, str]
+    certs_before: dict[str, str]
+    certs_after: dict[str, str]
+    served_after: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def operator_reinstall(
+    console: Console, sandbox: SandboxInfo, ansible_env: dict[str, str]
+) -> OperatorReinstall:
+    """Made once a session: what it leaves on the droplets (same tokens, same certificates)
+    is asserted by each test that takes it (test_sandbox_agent_token.py, ..._agent_tls.py),
+    so one run serves both (an install costs a playbook run of every role task)."""
+    tokens = {d.name: agent_token(d.container) for d in sandbox.droplets}
+    certs = {d.name: file_sha256(d) for d in sandbox.droplets}
+    operator_install(sandbox, ansible_env)
+    return OperatorReinstall(
+        tokens_before=tokens,
+        tokens_after={d.name: agent_token(d.container) for d in sandbox.droplets},
+        certs_before=certs,
+        certs_after={d.name: file_sha256(d) for d in sandbox.droplets},
+        served_after={d.name: served_sha256(d) for d in sandbox.droplets},
+    )
 
 
 # -- the DigitalOcean API emulator, in process, with seeded droplets (no containers) ------

@@ -3,9 +3,11 @@ sandbox fleet, and helpers to read ground truth from the droplets with `docker e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -16,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from sandbox.fleet import SandboxInfo
+from sandbox.config import PROJECT_ROOT
+from sandbox.fleet import Droplet, SandboxInfo
 from tests.api.server import free_port
 
 CLI = Path(sys.executable).parent / "dtma-console"
@@ -122,6 +125,41 @@ def new_console(sandbox: SandboxInfo, workdir: Path, database_url: str) -> Conso
     return Console(env=env, log_path=workdir / "console.log")
 
 
+def sibling_console(console: Console, workdir: Path, **env: str | None) -> Console:
+    """A second `dtma-console serve` on `console`'s database and token (started by the
+    caller), with its own port, log and runs dir and `env` changed (None: unset): cheaper
+    than restarting the shared console twice, and the shared one keeps serving."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    changed = {
+        **console.env,
+        "DTMA_PORT": str(free_port()),
+        "DTMA_RUNS_DIR": str(workdir / "runs"),
+        **{k: v for k, v in env.items() if v is not None},
+    }
+    for name in [k for k, v in env.items() if v is None]:
+        changed.pop(name, None)
+    return Console(env=changed, log_path=workdir / "console.log", token=console.token)
+
+
+def operator_install(sandbox: SandboxInfo, env: dict[str, str], *args: str) -> None:
+    """`ansible-playbook -i <sandbox inventory> playbooks/dtma_install.yml`, as in the README."""
+    done = subprocess.run(
+        [
+            str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(sandbox.inventory),
+            str(PROJECT_ROOT / "playbooks" / "dtma_install.yml"),
+            *args,
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
 # -- ground truth from the droplets --------------------------------------------------------
 def docker_exec(container: str, *command: str, check: bool = True) -> str:
     done = subprocess.run(
@@ -140,6 +178,38 @@ def agent_tls(container: str) -> ssl.SSLContext:
     )
     context.check_hostname = False
     return context
+
+
+READ_TOKEN = ("sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env")
+
+
+def agent_token(container: str) -> str:
+    """The agent's token as the droplet holds it (/etc/dtma/dtma.env)."""
+    return docker_exec(container, *READ_TOKEN)
+
+
+def file_sha256(droplet: Droplet) -> str:
+    """SHA-256 of the agent certificate file on the droplet."""
+    pem = docker_exec(droplet.container, "cat", "/etc/dtma/tls/agent.crt")
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def served_sha256(droplet: Droplet) -> str:
+    """SHA-256 of the certificate port 30000 presents now (trusting nothing: only read)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((droplet.address, 30000), timeout=5)
+    with context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def remove_tool(container: str, name: str) -> None:
+    """Clean-up of a test's tool instance on the droplet, without a playbook run (the
+    console's delete is asserted by the tests of the tool lifecycle)."""
+    docker_exec(container, "docker", "rm", "-f", "-v", name, check=False)
 
 
 def inspect_tool(container: str, name: str) -> dict[str, Any] | None:

@@ -5,9 +5,7 @@ console reading."""
 
 from __future__ import annotations
 
-import hashlib
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -18,49 +16,20 @@ from typing import Any
 
 import pytest
 
-from sandbox.config import PROJECT_ROOT
 from sandbox.fleet import Droplet, SandboxInfo
-from tests.api.console import Console, docker_exec
+from tests.api.conftest import OperatorReinstall
+from tests.api.console import (
+    Console,
+    agent_token,
+    docker_exec,
+    file_sha256,
+    operator_install,
+    served_sha256,
+)
 
 pytestmark = pytest.mark.sandbox
 
-READ_TOKEN = ("sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env")
 ETH_P_ALL = 0x0003
-
-
-def served_sha256(droplet: Droplet) -> str:
-    """SHA-256 of the certificate port 30000 presents now (trusting nothing: only read)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection((droplet.address, 30000), timeout=5)
-    with context.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return hashlib.sha256(der).hexdigest()
-
-
-def file_sha256(droplet: Droplet) -> str:
-    pem = docker_exec(droplet.container, "cat", "/etc/dtma/tls/agent.crt")
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
-
-
-def operator_install(sandbox: SandboxInfo, env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [
-            str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            str(sandbox.inventory),
-            str(PROJECT_ROOT / "playbooks" / "dtma_install.yml"),
-            *args,
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
 
 
 @contextmanager
@@ -98,7 +67,7 @@ def test_the_console_reads_every_agent_over_tls_and_nothing_secret_is_in_clear(
 ) -> None:
     droplet = sandbox.droplet("toolbox-1")
     toolbox = toolboxes[droplet.name]
-    token = docker_exec(droplet.container, *READ_TOKEN)
+    token = agent_token(droplet.container)
     marker = f"secret-log-line-{uuid.uuid4().hex}"
     name = f"tls-probe-{uuid.uuid4().hex[:6]}"
     docker_exec(
@@ -195,12 +164,15 @@ def test_an_operators_install_keeps_the_certificate_and_a_rotation_repins(
     sandbox: SandboxInfo,
     toolboxes: dict[str, dict[str, Any]],
     ansible_env: dict[str, str],
+    operator_reinstall: OperatorReinstall,
 ) -> None:
     droplet = sandbox.droplet("toolbox-3")
     toolbox = toolboxes[droplet.name]
-    pinned = file_sha256(droplet)
-    operator_install(sandbox, ansible_env, "-l", droplet.name)
-    assert file_sha256(droplet) == pinned == served_sha256(droplet)
+    # The session's plain operator install (over every droplet, toolbox-3 included).
+    pinned = operator_reinstall.certs_before[droplet.name]
+    kept = operator_reinstall.certs_after[droplet.name]
+    assert kept == pinned == operator_reinstall.served_after[droplet.name]
+    assert file_sha256(droplet) == pinned
     with console.http() as http:
         status = http.get(f"/api/v1/toolboxes/{toolbox['id']}/dtma/status").json()
     assert (status["source"], status["errors"]) == ("agent", {}), status

@@ -4,38 +4,16 @@ agent actions check the agent from the controller's side."""
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import httpx
 import pytest
 
-from sandbox.config import PROJECT_ROOT
 from sandbox.fleet import Droplet, SandboxInfo
-from tests.api.console import Console, agent_tls, docker_exec
+from tests.api.conftest import OperatorReinstall
+from tests.api.console import Console, agent_tls, agent_token, docker_exec, operator_install
 
 pytestmark = pytest.mark.sandbox
-
-READ_TOKEN = ("sed", "-n", "s/^DTMA_AGENT_TOKEN=//p", "/etc/dtma/dtma.env")
-
-
-def operator_install(sandbox: SandboxInfo, env: dict[str, str], *args: str) -> None:
-    """`ansible-playbook -i <sandbox inventory> playbooks/dtma_install.yml`, as in the README."""
-    done = subprocess.run(
-        [
-            str(PROJECT_ROOT / ".venv" / "bin" / "ansible-playbook"),
-            "-i",
-            str(sandbox.inventory),
-            str(PROJECT_ROOT / "playbooks" / "dtma_install.yml"),
-            *args,
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
 
 
 def agent_status(token: str, droplet: Droplet) -> int:
@@ -51,19 +29,21 @@ def test_the_console_reads_every_agent_after_an_operators_install(
     sandbox: SandboxInfo,
     toolboxes: dict[str, dict[str, Any]],
     ansible_env: dict[str, str],
+    operator_reinstall: OperatorReinstall,
 ) -> None:
-    tokens = {d.name: docker_exec(d.container, *READ_TOKEN) for d in sandbox.droplets}
-    operator_install(sandbox, ansible_env)
-    assert {d.name: docker_exec(d.container, *READ_TOKEN) for d in sandbox.droplets} == tokens
+    # The operator's install over every droplet (the session's one) kept every token.
+    assert set(operator_reinstall.tokens_before) == {d.name for d in sandbox.droplets}
+    assert operator_reinstall.tokens_after == operator_reinstall.tokens_before
 
     # An operator reinstalls one agent from scratch: the droplet gets a token of its own,
     # which the console learns over SSH on the agent's first 401.
     droplet = sandbox.droplet("toolbox-2")
+    old = agent_token(droplet.container)
     docker_exec(droplet.container, "sh", "-c", "systemctl disable --now dtma; rm -rf /etc/dtma")
     operator_install(sandbox, ansible_env, "-l", droplet.name)
-    fresh = docker_exec(droplet.container, *READ_TOKEN)
-    assert len(fresh) >= 40 and fresh != tokens[droplet.name]
-    assert agent_status(tokens[droplet.name], droplet) == 401
+    fresh = agent_token(droplet.container)
+    assert len(fresh) >= 40 and fresh != old
+    assert agent_status(old, droplet) == 401
 
     with console.http() as http:
         for name, toolbox in toolboxes.items():
@@ -73,7 +53,7 @@ def test_the_console_reads_every_agent_after_an_operators_install(
         redeploy = http.post(f"/api/v1/toolboxes/{toolboxes[droplet.name]['id']}/dtma/redeploy")
         assert redeploy.status_code == 200, redeploy.text
         assert redeploy.json()["data"]["console_check"]["ok"] is True
-    assert docker_exec(droplet.container, *READ_TOKEN) == fresh
+    assert agent_token(droplet.container) == fresh
     console_log = console.log_path.read_text()
     assert fresh not in console_log and fresh not in "\n".join(console.seen_bodies)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sandbox.fleet import SandboxInfo
-from tests.api.console import Console, inspect_tool
+from tests.api.console import Console, inspect_tool, remove_tool
 
 pytestmark = pytest.mark.sandbox
 
@@ -64,7 +64,7 @@ def test_a_health_checked_deploy_through_the_api_runs_what_was_asked(
             assert "hc-secret-value-never-shown" not in shown
             assert "interval_seconds" in shown and "settle_seconds" in shown
         finally:
-            http.delete(f"{base}/hc-echo")
+            remove_tool(container, "hc-echo")
 
 
 def test_a_health_check_that_never_passes_fails_the_deploy(
@@ -95,4 +95,4 @@ def test_a_health_check_that_never_passes_fails_the_deploy(
             health = ((state or {}).get("State") or {}).get("Health") or {}
             assert health.get("Status") != "healthy", state
         finally:
-            http.delete(f"{base}/hc-never")
+            remove_tool(container, "hc-never")

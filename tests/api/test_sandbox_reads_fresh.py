@@ -9,28 +9,25 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.console import Console
+from tests.api.console import Console, sibling_console
 
 pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture
-def default_window(console: Console) -> Iterator[Console]:
-    """The same console restarted with the window at its default, then put back."""
-    saved = console.env.pop("DTMA_READ_FRESH_SECONDS", None)
-    console.stop()
-    console.start()
+def default_window(console: Console, tmp_path: Path) -> Iterator[Console]:
+    """A console with the window at its default beside the session's, on its database."""
+    default = sibling_console(console, tmp_path / "default-window", DTMA_READ_FRESH_SECONDS=None)
+    default.start()
     try:
-        yield console
+        yield default
     finally:
-        console.stop()
-        if saved is not None:
-            console.env["DTMA_READ_FRESH_SECONDS"] = saved
-        console.start()
+        default.stop()
 
 
 def when(answer: dict[str, Any]) -> datetime:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from api.models import Run, RunEvent
 from sandbox.fleet import SandboxInfo
 from tests.api.conftest import wait_for_run
-from tests.api.console import Console, inspect_tool
+from tests.api.console import Console, inspect_tool, sibling_console
 
 pytestmark = pytest.mark.sandbox
 
@@ -27,17 +27,14 @@ TOOL = "short-secret"
 
 
 @pytest.fixture
-def keeping_run_dirs(console: Console) -> Iterator[Console]:
-    """The session's console restarted with DTMA_KEEP_RUN_DIRS=1, and back afterwards."""
-    console.stop()
-    console.env["DTMA_KEEP_RUN_DIRS"] = "1"
-    console.start()
+def keeping_run_dirs(console: Console, tmp_path: Path) -> Iterator[Console]:
+    """A console with DTMA_KEEP_RUN_DIRS=1 beside the session's, on its database."""
+    keeping = sibling_console(console, tmp_path / "keeping", DTMA_KEEP_RUN_DIRS="1")
+    keeping.start()
     try:
-        yield console
+        yield keeping
     finally:
-        console.stop()
-        del console.env["DTMA_KEEP_RUN_DIRS"]
-        console.start()
+        keeping.stop()
 
 
 def stored(console: Console, run_id: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ their token. Empty fleet: nothing here needs a droplet."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -17,12 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from api.cli import app as console_cli
 from api.context import Context
 from api.db import session_scope
 from api.models import ApiToken, utcnow
 from api.web.models import WebSession
-from tests.api.console import CLI
 
 CONTRACT_FIELDS = {
     "id", "user", "label", "admin", "created_at", "last_used_at", "expires_at", "revoked_at",
@@ -35,14 +35,17 @@ SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def cli(context: Context, *args: str) -> subprocess.CompletedProcess[str]:
-    """`dtma-console` on the same database and master key as the app under test."""
+    """`dtma-console` on the same database and master key as the app under test: the Typer
+    app its entry point runs, run in this process (a process of its own costs ~2 s of CPU;
+    tests/api/test_commands.py runs `dtma-console token create` as a process)."""
     settings = context.settings
-    env = {**os.environ, "DTMA_DATABASE_URL": settings.database_url}
+    env = {"DTMA_DATABASE_URL": settings.database_url}
     if settings.master_key is not None:
         env["DTMA_MASTER_KEY"] = settings.master_key.get_secret_value()
     else:
         env["DTMA_MASTER_KEY_FILE"] = str(settings.master_key_file.resolve())
-    return subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=120)
+    done = CliRunner().invoke(console_cli, list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), done.exit_code, done.stdout, done.stderr)
 
 
 def bearer(token: str) -> dict[str, str]:
