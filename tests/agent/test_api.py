@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -64,16 +65,31 @@ def test_a_token_with_extra_characters_is_refused(agent: AgentProcess) -> None:
         assert client.get("/status").status_code == 401
 
 
+def status_with_a_still_engine(
+    agent: AgentProcess, docker_client: docker.DockerClient
+) -> tuple[dict[str, Any], list[Any]]:
+    """The agent's /status and the engine's containers, read again until no container
+    appeared, went or changed state during the read: the other lanes of `make test` create
+    and remove droplet containers on this same engine."""
+    for _ in range(20):
+        before = docker_client.containers.list(all=True)
+        with agent.client() as client:
+            body: dict[str, Any] = client.get("/status").json()
+        after = docker_client.containers.list(all=True)
+        if sorted((c.id, c.status) for c in before) == sorted((c.id, c.status) for c in after):
+            return body, after
+        time.sleep(0.5)
+    raise AssertionError("the engine's containers changed during each of 20 reads")
+
+
 def test_status_reports_version_uptime_engine_and_counts(
     agent: AgentProcess, containers: dict[str, str], docker_client: docker.DockerClient
 ) -> None:
-    with agent.client() as client:
-        body = client.get("/status").json()
+    body, everything = status_with_a_still_engine(agent, docker_client)
     assert body["version"] == __version__
     assert body["uptime_seconds"] > 0
     assert body["docker"]["state"] == "running"
     assert body["docker"]["version"] == docker_client.version()["Version"]
-    everything = docker_client.containers.list(all=True)
     managed = [c for c in everything if c.labels.get("dtma.managed") == "true"]
     assert body["containers"]["total"] == len(everything)
     assert body["tool_instances"]["total"] == len(managed)
