@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,13 @@ def ansible_env(sandbox_config: SandboxConfig) -> dict[str, str]:
         "ANSIBLE_DEPRECATION_WARNINGS": "0",
         "DTMA_SANDBOX_DIR": str(sandbox_config.state_dir),
     }
+
+
+def json_report_results(report: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(host, task name, result) for each task result of an ansible.posix.json report: one per
+    task a host ran, skipped or failed, as the runner's task_ok/changed/skipped/failed/
+    unreachable events count them (DESIGN.md "Task results")."""
+    for play in report.get("plays", []):
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                yield host, task["task"]["name"], result

@@ -17,6 +17,7 @@ from dtma_agent import __version__ as BASE_VERSION
 
 from sandbox.config import PROJECT_ROOT
 from sandbox.fleet import Droplet, SandboxInfo
+from tests.conftest import json_report_results
 
 AGENT_PORT = 30000
 REMOVE_AGENT = (
@@ -81,17 +82,14 @@ class RecordedRun:
 
 
 def count_task_results(report: dict[str, Any]) -> tuple[dict[str, int], list[str]]:
-    """Per host, the results of its tasks in a json callback report (one per task a host
-    ran, skipped or failed: the runner's task_ok/changed/skipped/failed/unreachable events),
-    and the names of the tasks that took more than one attempt (the runner's task_retry)."""
+    """Per host, the results of its tasks in a json callback report, and the names of the
+    tasks that took more than one attempt (the runner's task_retry)."""
     counts: dict[str, int] = {}
     retried = []
-    for play in report.get("plays", []):
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                counts[host] = counts.get(host, 0) + 1
-                if int(result.get("attempts", 1)) > 1:
-                    retried.append(f"{host}: {task['task']['name']}")
+    for host, name, result in json_report_results(report):
+        counts[host] = counts.get(host, 0) + 1
+        if int(result.get("attempts", 1)) > 1:
+            retried.append(f"{host}: {name}")
     return counts, retried
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.conftest import json_report_results
+
 
 @dataclass
 class PlaybookRun:
@@ -56,14 +58,12 @@ def parse_json_report(stdout: str, rc: int, stderr: str) -> PlaybookRun:
     failed = []
     task_results: dict[str, int] = {}
     ran: dict[str, list[str]] = {}
-    for play in report["plays"]:
-        for task in play["tasks"]:
-            for host, result in task["hosts"].items():
-                task_results[host] = task_results.get(host, 0) + 1
-                if not result.get("skipped"):
-                    ran.setdefault(host, []).append(task["task"]["name"])
-                if result.get("failed"):
-                    failed.append(str(result.get("msg", "")))
+    for host, name, result in json_report_results(report):
+        task_results[host] = task_results.get(host, 0) + 1
+        if not result.get("skipped"):
+            ran.setdefault(host, []).append(name)
+        if result.get("failed"):
+            failed.append(str(result.get("msg", "")))
     custom = report.get("global_custom_stats") or {}
     return PlaybookRun(
         rc, report["stats"], custom.get("tool_result"), failed, stderr, task_results, ran
