@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Run every Molecule scenario (molecule/<scenario>; today one, "default": every role on one droplet)
-# on the local droplet image.
+# Run every Molecule scenario (molecule/<scenario>) on the local droplet image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
